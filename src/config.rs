@@ -1,0 +1,306 @@
+//! The upstream config dict (`m3ae/config.py`), key for key, with upstream's defaults,
+//! plus the two encoder configs that upstream reads from the pretrained weights.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `_loss_names`: the weight of each objective. A head exists only when its weight is > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LossNames {
+    pub mlm: f64,
+    pub mim: f64,
+    pub itm: f64,
+    pub vqa: f64,
+    pub cls: f64,
+    pub irtr: f64,
+}
+
+/// `warmup_steps`: an int is a step count, a float a fraction of max_steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Warmup {
+    Steps(u64),
+    Fraction(f64),
+}
+
+/// The config of upstream's `M3AETransformerSS`, as saved in `hyper_parameters.config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct M3aeConfig {
+    pub exp_name: String,
+    pub seed: u64,
+    pub datasets: Vec<String>,
+    pub loss_names: LossNames,
+    pub batch_size: usize,
+    // image
+    pub train_transform_keys: Vec<String>,
+    pub val_transform_keys: Vec<String>,
+    pub image_size: i64,
+    pub patch_size: i64,
+    pub draw_false_image: usize,
+    pub image_only: bool,
+    // text
+    pub vqa_label_size: i64,
+    pub mlc_label_size: i64,
+    pub max_text_len: i64,
+    pub tokenizer: String,
+    pub vocab_size: i64,
+    pub whole_word_masking: bool,
+    pub mlm_prob: f64,
+    pub draw_false_text: usize,
+    // transformer
+    pub num_top_layer: usize,
+    pub input_image_embed_size: i64,
+    pub input_text_embed_size: i64,
+    pub vit: String,
+    pub hidden_size: i64,
+    pub num_heads: i64,
+    pub num_layers: usize,
+    pub mlp_ratio: i64,
+    pub drop_rate: f64,
+    // MIM decoder
+    pub mim_prob: f64,
+    pub mim_decoder_hidden_size: i64,
+    pub mim_decoder_num_layers: usize,
+    pub mim_decoder_num_heads: i64,
+    pub norm_pix_loss: bool,
+    pub mim_layer: i64,
+    // optimizer
+    pub optim_type: String,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub decay_power: f64,
+    pub max_epoch: usize,
+    pub max_steps: Option<u64>,
+    pub warmup_steps: Warmup,
+    pub end_lr: f64,
+    pub lr_multiplier_head: f64,
+    pub lr_multiplier_multi_modal: f64,
+    // downstream / trainer
+    pub get_recall_metric: bool,
+    pub resume_from: Option<String>,
+    pub fast_dev_run: bool,
+    pub val_check_interval: f64,
+    pub test_only: bool,
+    pub default_root_dir: String,
+    pub data_root: String,
+    pub log_dir: String,
+    pub per_gpu_batchsize: usize,
+    pub num_gpus: usize,
+    pub num_nodes: usize,
+    pub load_path: String,
+    pub num_workers: usize,
+    pub precision: i64,
+    pub label_column_name: String,
+    pub melinda_label_size: BTreeMap<String, i64>,
+    /// Not an upstream key: the CLIP shape, which upstream reads from the CLIP weights.
+    /// When absent it follows `vit` (or the loaded state_dict's shapes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vision_encoder_config: Option<VisionEncoderConfig>,
+    /// Not an upstream key: the RoBERTa config, which upstream reads from the `tokenizer`
+    /// folder. When absent it is roberta-base's (or follows the loaded state_dict's shapes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language_encoder_config: Option<TextEncoderConfig>,
+}
+
+impl Default for M3aeConfig {
+    fn default() -> Self {
+        M3aeConfig {
+            exp_name: "meter".into(),
+            seed: 0,
+            datasets: vec!["medicat".into(), "roco".into()],
+            loss_names: LossNames { itm: 1.0, mlm: 1.0, ..Default::default() },
+            batch_size: 4096,
+            train_transform_keys: vec!["clip".into()],
+            val_transform_keys: vec!["clip".into()],
+            image_size: 224,
+            patch_size: 32,
+            draw_false_image: 1,
+            image_only: false,
+            vqa_label_size: 3129,
+            mlc_label_size: 14,
+            max_text_len: 40,
+            tokenizer: "bert-base-uncased".into(),
+            vocab_size: 30522,
+            whole_word_masking: true,
+            mlm_prob: 0.15,
+            draw_false_text: 0,
+            num_top_layer: 6,
+            input_image_embed_size: 768,
+            input_text_embed_size: 768,
+            vit: "ViT-B/32".into(),
+            hidden_size: 768,
+            num_heads: 12,
+            num_layers: 6,
+            mlp_ratio: 4,
+            drop_rate: 0.1,
+            mim_prob: 0.75,
+            mim_decoder_hidden_size: 384,
+            mim_decoder_num_layers: 4,
+            mim_decoder_num_heads: 6,
+            norm_pix_loss: true,
+            mim_layer: -1,
+            optim_type: "adamw".into(),
+            learning_rate: 1e-5,
+            weight_decay: 0.01,
+            decay_power: 1.0,
+            max_epoch: 100,
+            max_steps: Some(100_000),
+            warmup_steps: Warmup::Steps(10_000),
+            end_lr: 0.0,
+            lr_multiplier_head: 5.0,
+            lr_multiplier_multi_modal: 5.0,
+            get_recall_metric: false,
+            resume_from: None,
+            fast_dev_run: false,
+            val_check_interval: 1.0,
+            test_only: false,
+            default_root_dir: "checkpoints".into(),
+            data_root: String::new(),
+            log_dir: "result".into(),
+            per_gpu_batchsize: 0,
+            num_gpus: 8,
+            num_nodes: 1,
+            load_path: String::new(),
+            num_workers: 8,
+            precision: 16,
+            label_column_name: String::new(),
+            melinda_label_size: [("i_meth", 85), ("p_meth", 45), ("i_meth_label", 15), ("p_meth_label", 7)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            vision_encoder_config: None,
+            language_encoder_config: None,
+        }
+    }
+}
+
+/// The shape of OpenAI CLIP as `clip_model.build_model` reads it off the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VisionEncoderConfig {
+    /// `visual.conv1.weight.shape[0]`; heads = width / 64.
+    pub width: i64,
+    /// CLIP's nominal layer count; upstream builds `layers - 1` blocks.
+    pub layers: usize,
+    pub patch_size: i64,
+    /// The unused text tower: `positional_embedding.shape[0]`.
+    pub context_length: i64,
+    /// `token_embedding.weight.shape[0]`.
+    pub vocab_size: i64,
+    /// `ln_final.weight.shape[0]`.
+    pub transformer_width: i64,
+}
+
+impl VisionEncoderConfig {
+    /// The OpenAI CLIP vision transformers upstream can download, by name.
+    pub fn preset(vit: &str) -> Option<Self> {
+        let (width, layers, patch_size, transformer_width) = match vit {
+            "ViT-B/32" => (768, 12, 32, 512),
+            "ViT-B/16" => (768, 12, 16, 512),
+            "ViT-L/14" | "ViT-L/14@336px" => (1024, 24, 14, 768),
+            _ => return None,
+        };
+        Some(VisionEncoderConfig { width, layers, patch_size, context_length: 77, vocab_size: 49408, transformer_width })
+    }
+
+    pub fn heads(&self) -> i64 {
+        self.width / 64
+    }
+}
+
+/// HF `RobertaConfig` fields the language encoder uses (roberta-base by default).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TextEncoderConfig {
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: i64,
+    pub intermediate_size: i64,
+    pub max_position_embeddings: i64,
+    pub type_vocab_size: i64,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: i64,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+}
+
+impl Default for TextEncoderConfig {
+    /// roberta-base's `config.json`.
+    fn default() -> Self {
+        TextEncoderConfig {
+            vocab_size: 50265,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            max_position_embeddings: 514,
+            type_vocab_size: 1,
+            layer_norm_eps: 1e-5,
+            pad_token_id: 1,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+        }
+    }
+}
+
+impl M3aeConfig {
+    pub fn from_json_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: M3aeConfig =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects configs the model cannot be built from, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("`{key}`: {why}")));
+        if self.hidden_size <= 0 || self.num_heads <= 0 || self.hidden_size % self.num_heads != 0 {
+            return bad("num_heads", format!("hidden_size {} is not a multiple of num_heads {}", self.hidden_size, self.num_heads));
+        }
+        if self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
+            return bad("image_size", format!("{} is not a multiple of patch_size {}", self.image_size, self.patch_size));
+        }
+        if self.mim_decoder_num_heads <= 0 || self.mim_decoder_hidden_size % self.mim_decoder_num_heads != 0 {
+            return bad("mim_decoder_num_heads", format!("does not divide mim_decoder_hidden_size {}", self.mim_decoder_hidden_size));
+        }
+        if self.mim_decoder_hidden_size % 4 != 0 {
+            return bad("mim_decoder_hidden_size", "the 2-D sin-cos table needs a multiple of 4".into());
+        }
+        if self.mim_layer < -1 || self.mim_layer >= self.num_top_layer as i64 {
+            return bad("mim_layer", format!("{} is outside -1..{}", self.mim_layer, self.num_top_layer));
+        }
+        if !(0.0..1.0).contains(&self.mim_prob) {
+            return bad("mim_prob", format!("{} is outside [0, 1)", self.mim_prob));
+        }
+        if self.loss_names.cls > 0.0 && !self.melinda_label_size.contains_key(&self.label_column_name) {
+            return bad("label_column_name", format!("`{}` is not a key of melinda_label_size", self.label_column_name));
+        }
+        Ok(())
+    }
+
+    /// The number of image patches per side at `image_size`.
+    pub fn grid(&self) -> i64 {
+        self.image_size / self.patch_size
+    }
+
+    /// `melinda_label_size[label_column_name]`: the classification head's width.
+    pub fn cls_label_size(&self) -> i64 {
+        self.melinda_label_size.get(&self.label_column_name).copied().unwrap_or(0)
+    }
+
+    pub fn vision(&self) -> Result<VisionEncoderConfig> {
+        self.vision_encoder_config
+            .or_else(|| VisionEncoderConfig::preset(&self.vit))
+            .ok_or_else(|| Error::Config(format!("`vit`: unknown CLIP model `{}` and no vision_encoder_config", self.vit)))
+    }
+
+    pub fn text(&self) -> TextEncoderConfig {
+        self.language_encoder_config.unwrap_or_default()
+    }
+}

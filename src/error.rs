@@ -1,0 +1,49 @@
+//! The crate's error type: every I/O, config or shape boundary returns `Result<T, Error>`.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}: invalid JSON: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+
+    #[error("{path}: invalid safetensors file: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+
+    #[error("config: {0}")]
+    Config(String),
+
+    #[error("{path}: key `{key}`: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch { path: PathBuf, key: String, expected: Vec<i64>, found: Vec<i64> },
+
+    #[error("{path}: key `{key}`: expected dtype {expected}, found {found}")]
+    DtypeMismatch { path: PathBuf, key: String, expected: String, found: String },
+
+    #[error("{path}: {count} parameter(s) missing from the checkpoint, first: {first:?}")]
+    MissingKeys { path: PathBuf, count: usize, first: Vec<String> },
+
+    #[error("{path}: tensor `{key}` is missing")]
+    MissingTensor { path: PathBuf, key: String },
+
+    #[error("input `{name}`: {reason}")]
+    Input { name: String, reason: String },
+
+    #[error("parity: {0}")]
+    Parity(String),
+
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn input(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Input { name: name.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,18 @@
+//! m3ae: M3AE (Chen et al., MICCAI 2022) on tch-rs, module for module and key for key
+//! with the upstream PyTorch reference (github zhjohnchan/M3AE).
+//!
+//! - [`config`]: upstream's config dict.
+//! - [`model`]: the module tree (`vision`, `text`, `fusion`, `heads`, `masking`, `m3ae`).
+//! - [`train`]: the objectives and upstream's AdamW with its parameter groups.
+//! - [`weights`]: safetensors checkpoints, loaded strictly by upstream key.
+//! - [`parity`]: golden-set comparison against the Python reference.
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod parity;
+pub mod train;
+pub mod weights;
+
+pub use config::M3aeConfig;
+pub use error::{Error, Result};
+pub use model::M3aeTransformerSs;

@@ -1,0 +1,48 @@
+//! The co-attention fusion layers (upstream `language_encoders/bert_model.py`), keys
+//! `multi_modal_{language,vision}_layers.{i}.`.
+use tch::nn;
+use tch::Tensor;
+
+use super::bert::{BertAttention, BertIntermediate, BertLayerConfig, BertOutput};
+
+/// One fusion layer's outputs: the stream, and the attention probabilities when asked.
+#[derive(Debug)]
+pub struct CrossLayerOutput {
+    /// [B, Lq, D]
+    pub hidden: Tensor,
+    /// [B, H, Lq, Lq]
+    pub self_attn: Option<Tensor>,
+    /// [B, H, Lq, Lk]
+    pub cross_attn: Option<Tensor>,
+}
+
+/// `BertCrossLayer`: self-attention on the own stream, cross-attention (queries from the
+/// self-attention output; keys and values from the other stream), then the FFN.
+#[derive(Debug)]
+pub struct BertCrossLayer {
+    attention: BertAttention,
+    crossattention: BertAttention,
+    intermediate: BertIntermediate,
+    output: BertOutput,
+}
+
+impl BertCrossLayer {
+    pub fn new(p: nn::Path, c: &BertLayerConfig) -> Self {
+        BertCrossLayer {
+            attention: BertAttention::new(&p / "attention", c),
+            crossattention: BertAttention::new(&p / "crossattention", c),
+            intermediate: BertIntermediate::new(&p / "intermediate", c),
+            output: BertOutput::new(&p / "output", c, c.intermediate_size),
+        }
+    }
+
+    /// x [B, Lx, D] under `x_mask`, attending to y [B, Ly, D] under `y_mask`
+    /// (both additive, [B, 1, 1, L]).
+    pub fn forward_t(&self, x: &Tensor, y: &Tensor, x_mask: &Tensor, y_mask: &Tensor, output_attentions: bool, train: bool) -> CrossLayerOutput {
+        assert_eq!(x.size()[2], y.size()[2], "BertCrossLayer: streams have different widths");
+        let (a, self_attn) = self.attention.forward(x, None, x_mask, output_attentions, train);
+        let (c, cross_attn) = self.crossattention.forward(&a, Some(y), y_mask, output_attentions, train);
+        let hidden = self.output.forward(&c.apply(&self.intermediate), &c, train);
+        CrossLayerOutput { hidden, self_attn, cross_attn }
+    }
+}

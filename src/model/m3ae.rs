@@ -1,0 +1,305 @@
+//! `M3AETransformerSS` (upstream `modules/m3ae_module.py`): CLIP + RoBERTa encoders, a
+//! co-attention fusion stack, and the objective heads. Keys are upstream's, verbatim.
+use tch::nn;
+use tch::{Kind, Tensor};
+
+use super::bert::{extended_attention_mask, BertLayerConfig, Pooler};
+use super::fusion::BertCrossLayer;
+use super::heads::{ClassifierHead, ItmHead, MimHead, MlmHead};
+use super::masking::{patchify, random_masking};
+use super::text::RobertaModel;
+use super::vision::{Clip, VisualTrace};
+use super::init;
+use crate::config::M3aeConfig;
+use crate::error::{Error, Result};
+
+/// Inputs of one `infer` call.
+#[derive(Debug, Clone, Copy)]
+pub struct InferInput<'a> {
+    /// [B, 3, H, W], already normalized.
+    pub image: &'a Tensor,
+    /// [B, L] RoBERTa ids and 0/1 attention mask.
+    pub text_ids: &'a Tensor,
+    pub text_masks: &'a Tensor,
+    /// [B, L] masked ids, read when `mask_text`.
+    pub text_ids_mlm: Option<&'a Tensor>,
+    /// [B, grid²] uniform noise that `random_masking` sorts; drawn with `torch.rand` when absent.
+    pub mim_noise: Option<&'a Tensor>,
+}
+
+/// Upstream's `infer` switches, plus the dropout flag and whether to keep every stage.
+#[derive(Debug, Clone, Copy)]
+pub struct InferOptions {
+    pub mask_text: bool,
+    pub mask_image: bool,
+    pub output_attentions: bool,
+    pub image_token_type_idx: i64,
+    /// Keep each layer's output in `InferOutput::trace` (for parity and inspection).
+    pub keep_intermediates: bool,
+    /// Dropout on (training) or off (eval).
+    pub train: bool,
+}
+
+impl Default for InferOptions {
+    fn default() -> Self {
+        InferOptions { mask_text: false, mask_image: false, output_attentions: false, image_token_type_idx: 1, keep_intermediates: false, train: false }
+    }
+}
+
+/// The MIM side outputs of a `mask_image` pass.
+#[derive(Debug)]
+pub struct MimMasking {
+    /// [B, grid²], 1 = removed patch.
+    pub masks: Tensor,
+    /// [B, grid²]
+    pub ids_restore: Tensor,
+    /// [B, 1 + len_keep, H]: the image stream entering fusion layer `mim_layer` (or the last output).
+    pub image_feats_for_decoder: Tensor,
+}
+
+/// One fusion depth's attention probabilities ([B, heads, Lq, Lk]).
+#[derive(Debug)]
+pub struct FusionAttentions {
+    pub text_self: Tensor,
+    pub text_cross: Tensor,
+    pub image_self: Tensor,
+    pub image_cross: Tensor,
+}
+
+/// Every stage's output, kept when `keep_intermediates` ([B, L, D] each).
+#[derive(Debug, Default)]
+pub struct InferTrace {
+    pub text_embeddings: Option<Tensor>,
+    pub text_layers: Vec<Tensor>,
+    pub text_proj: Option<Tensor>,
+    pub image_patch_embed: Option<Tensor>,
+    pub image: VisualTrace,
+    pub image_proj: Option<Tensor>,
+    pub fusion_text: Vec<Tensor>,
+    pub fusion_image: Vec<Tensor>,
+}
+
+/// The named outputs of `infer`.
+#[derive(Debug)]
+pub struct InferOutput {
+    /// [B, L, H]
+    pub multi_modal_text_feats: Tensor,
+    /// [B, 1 + patches kept, H]
+    pub multi_modal_image_feats: Tensor,
+    /// [B, 2H]: text pooler ‖ image pooler.
+    pub multi_modal_cls_feats: Tensor,
+    pub text_cls: Tensor,
+    pub image_cls: Tensor,
+    pub mim: Option<MimMasking>,
+    /// One entry per fusion depth when `output_attentions`.
+    pub attentions: Vec<FusionAttentions>,
+    pub trace: Option<InferTrace>,
+}
+
+/// `M3AETransformerSS`: the whole model. A head is `Some` only when its loss weight is > 0.
+#[derive(Debug)]
+pub struct M3aeTransformerSs {
+    pub config: M3aeConfig,
+    pub vision_encoder: Clip,
+    pub language_encoder: RobertaModel,
+    multi_modal_language_proj: nn::Linear,
+    multi_modal_vision_proj: nn::Linear,
+    modality_type_embeddings: nn::Embedding,
+    multi_modal_vision_layers: Vec<BertCrossLayer>,
+    multi_modal_language_layers: Vec<BertCrossLayer>,
+    multi_modal_vision_pooler: Pooler,
+    multi_modal_language_pooler: Pooler,
+    pub mlm_head: Option<MlmHead>,
+    pub mim_head: Option<MimHead>,
+    pub itm_head: Option<ItmHead>,
+    pub vqa_head: Option<ClassifierHead>,
+    pub cls_head: Option<ClassifierHead>,
+    pub irtr_head: Option<nn::Linear>,
+}
+
+impl M3aeTransformerSs {
+    /// Builds the module tree under `p` (normally a VarStore's root) with upstream's initialisation.
+    pub fn new(p: &nn::Path, config: &M3aeConfig) -> Result<Self> {
+        config.validate()?;
+        let c = config;
+        let vision = c.vision()?;
+        let text = c.text();
+        let h = c.hidden_size;
+        // The RobertaConfig upstream builds for the fusion layers and the MLM head: HF defaults
+        // fill the rest (layer_norm_eps 1e-12, gelu).
+        let fusion = BertLayerConfig {
+            hidden_size: h,
+            num_attention_heads: c.num_heads,
+            intermediate_size: h * c.mlp_ratio,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: c.drop_rate,
+            attention_probs_dropout_prob: c.drop_rate,
+        };
+        let stack = |name: &str| {
+            let sp = p / name;
+            (0..c.num_top_layer).map(|i| BertCrossLayer::new(&sp / i, &fusion)).collect::<Vec<_>>()
+        };
+        let l = c.loss_names;
+        let itm_head = (l.itm > 0.0 || l.irtr > 0.0).then(|| ItmHead::new(p / "itm_head", 2 * h));
+        let irtr_head = if l.irtr > 0.0 {
+            let itm = itm_head.as_ref().expect("itm_head exists whenever irtr is on");
+            let head = init::linear(p / "irtr_head", 2 * h, 1);
+            tch::no_grad(|| {
+                // irtr_head.weight = itm_head.fc.weight[1:]; whenever IRTR is on, itm_head is frozen
+                head.ws.shallow_clone().copy_(&itm.fc.ws.narrow(0, 1, 1));
+                head.bs.as_ref().unwrap().shallow_clone().copy_(&itm.fc.bs.as_ref().unwrap().narrow(0, 1, 1));
+            });
+            let _ = itm.fc.ws.set_requires_grad(false);
+            let _ = itm.fc.bs.as_ref().unwrap().set_requires_grad(false);
+            Some(head)
+        } else {
+            None
+        };
+        Ok(M3aeTransformerSs {
+            vision_encoder: Clip::new(p / "vision_encoder", &vision, c.image_size),
+            language_encoder: RobertaModel::new(p / "language_encoder", &text),
+            multi_modal_language_proj: init::linear(p / "multi_modal_language_proj", c.input_text_embed_size, h),
+            multi_modal_vision_proj: init::linear(p / "multi_modal_vision_proj", c.input_image_embed_size, h),
+            modality_type_embeddings: init::embedding(p / "modality_type_embeddings", 2, h),
+            multi_modal_vision_layers: stack("multi_modal_vision_layers"),
+            multi_modal_language_layers: stack("multi_modal_language_layers"),
+            multi_modal_vision_pooler: Pooler::new(p / "multi_modal_vision_pooler", h),
+            multi_modal_language_pooler: Pooler::new(p / "multi_modal_language_pooler", h),
+            mlm_head: (l.mlm > 0.0).then(|| MlmHead::new(p / "mlm_head", h, c.vocab_size, 1e-12)),
+            mim_head: (l.mim > 0.0).then(|| MimHead::new(p / "mim_head", c)),
+            itm_head,
+            vqa_head: (l.vqa > 0.0).then(|| ClassifierHead::new(p / "vqa_head", 2 * h, c.vqa_label_size)),
+            cls_head: (l.cls > 0.0).then(|| ClassifierHead::new(p / "cls_head", 2 * h, c.cls_label_size())),
+            irtr_head,
+            config: c.clone(),
+        })
+    }
+
+    /// `patchify` of a normalized image batch at this model's patch size.
+    pub fn patchify(&self, image: &Tensor) -> Tensor {
+        patchify(image, self.config.patch_size)
+    }
+
+    fn check_input(&self, input: &InferInput, opts: &InferOptions) -> Result<()> {
+        let ids = input.text_ids.size();
+        let s = self.config.image_size;
+        if ids.len() != 2 || input.text_masks.size() != ids {
+            return Err(Error::input("text_ids/text_masks", format!("must both be [B, L], got {:?} and {:?}", ids, input.text_masks.size())));
+        }
+        let img = input.image.size();
+        if img.len() != 4 || img[0] != ids[0] || img[1] != 3 || img[2] != s || img[3] != s {
+            return Err(Error::input("image", format!("expected [{}, 3, {s}, {s}], got {img:?}", ids[0])));
+        }
+        if opts.mask_text && input.text_ids_mlm.map(|t| t.size() != ids).unwrap_or(true) {
+            return Err(Error::input("text_ids_mlm", format!("mask_text needs masked ids of shape {ids:?}")));
+        }
+        if let (true, Some(noise)) = (opts.mask_image, input.mim_noise) {
+            let g = self.config.grid();
+            if noise.size() != [ids[0], g * g] {
+                return Err(Error::input("mim_noise", format!("expected [{}, {}], got {:?}", ids[0], g * g, noise.size())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Upstream's `infer`: encode both modalities, fuse them, pool.
+    pub fn infer(&self, input: &InferInput, opts: &InferOptions) -> Result<InferOutput> {
+        self.check_input(input, opts)?;
+        let train = opts.train;
+        let keep = opts.keep_intermediates;
+        let mut trace = InferTrace::default();
+
+        // == Text encoding == [B, L] -> [B, L, Dt] -> [B, L, H]
+        let text_ids = if opts.mask_text { input.text_ids_mlm.unwrap() } else { input.text_ids };
+        let enc = &self.language_encoder;
+        let text_mask = extended_attention_mask(input.text_masks, Kind::Float);
+        let mut t = enc.embeddings.forward_t(text_ids, train);
+        if keep {
+            trace.text_embeddings = Some(t.shallow_clone());
+        }
+        for layer in &enc.layers {
+            t = layer.forward_t(&t, &text_mask, train);
+            if keep {
+                trace.text_layers.push(t.shallow_clone());
+            }
+        }
+        let t = t.apply(&self.multi_modal_language_proj);
+
+        // == Image encoding == [B, 3, H, W] -> [B, 1 + N(kept), Dv] -> [B, ., H]
+        let visual = &self.vision_encoder.visual;
+        let vtrace = keep.then_some(&mut trace.image);
+        let (v, masking) = if opts.mask_image {
+            let patches = visual.forward_patch_embed(input.image);
+            let n = patches.size()[0];
+            let l = patches.size()[1] - 1;
+            let noise = match input.mim_noise {
+                Some(z) => z.to_kind(Kind::Float),
+                None => Tensor::rand([n, l], (Kind::Float, patches.device())),
+            };
+            let m = random_masking(&patches, &visual.positional_embedding, self.config.mim_prob, &noise);
+            (visual.forward_trans(&m.tokens, vtrace), Some((m.mask, m.ids_restore)))
+        } else {
+            if keep {
+                trace.image_patch_embed = Some(visual.forward_patch_embed(input.image));
+            }
+            (visual.forward(input.image, vtrace), None)
+        };
+        let v = v.apply(&self.multi_modal_vision_proj);
+        let (b, lv, _) = v.size3().unwrap();
+        let image_mask = extended_attention_mask(&Tensor::ones([b, lv], (Kind::Int64, v.device())), Kind::Float);
+        if keep {
+            trace.text_proj = Some(t.shallow_clone());
+            trace.image_proj = Some(v.shallow_clone());
+        }
+
+        // == Modality type embeddings: text 0, image `image_token_type_idx` ==
+        let types = &self.modality_type_embeddings.ws;
+        let mut x = &t + types.get(0);
+        let mut y = &v + types.get(opts.image_token_type_idx);
+
+        // == Co-attention: at each depth both streams read the previous x and y ==
+        let mut attentions = Vec::new();
+        let mut mim_input = None;
+        for (i, (text_layer, image_layer)) in self.multi_modal_language_layers.iter().zip(&self.multi_modal_vision_layers).enumerate() {
+            if opts.mask_image && self.config.mim_layer == i as i64 {
+                mim_input = Some(y.shallow_clone());
+            }
+            let x1 = text_layer.forward_t(&x, &y, &text_mask, &image_mask, opts.output_attentions, train);
+            let y1 = image_layer.forward_t(&y, &x, &image_mask, &text_mask, opts.output_attentions, train);
+            if opts.output_attentions {
+                attentions.push(FusionAttentions {
+                    text_self: x1.self_attn.unwrap(),
+                    text_cross: x1.cross_attn.unwrap(),
+                    image_self: y1.self_attn.unwrap(),
+                    image_cross: y1.cross_attn.unwrap(),
+                });
+            }
+            x = x1.hidden;
+            y = y1.hidden;
+            if keep {
+                trace.fusion_text.push(x.shallow_clone());
+                trace.fusion_image.push(y.shallow_clone());
+            }
+        }
+
+        // == Pool: [B, L, H] -> [B, H] each, concatenated to [B, 2H] ==
+        let text_cls = x.apply(&self.multi_modal_language_pooler);
+        let image_cls = y.apply(&self.multi_modal_vision_pooler);
+        let cls = Tensor::cat(&[&text_cls, &image_cls], -1);
+        let mim = masking.map(|(masks, ids_restore)| MimMasking {
+            masks,
+            ids_restore,
+            image_feats_for_decoder: mim_input.unwrap_or_else(|| y.shallow_clone()),
+        });
+        Ok(InferOutput {
+            multi_modal_text_feats: x,
+            multi_modal_image_feats: y,
+            multi_modal_cls_feats: cls,
+            text_cls,
+            image_cls,
+            mim,
+            attentions,
+            trace: keep.then_some(trace),
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! Runs the port on a model golden set's inputs and names every tensor as the goldens do.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use super::golden::GoldenSet;
+use super::report::Row;
+use crate::config::M3aeConfig;
+use crate::error::{Error, Result};
+use crate::model::{InferInput, InferOptions, InferOutput, M3aeTransformerSs};
+use crate::train::objectives::{compute_irtr, compute_itm, compute_mim, compute_mlm, cross_entropy, vqa_loss};
+use crate::train::optim::{param_group, AdamW};
+use crate::weights::{encoder_configs_from_state_dict, load_state_dict, read_safetensors};
+
+/// A model built from a set's `config.json` and `state_dict.safetensors`.
+pub struct LoadedModel {
+    pub vs: nn::VarStore,
+    pub model: M3aeTransformerSs,
+}
+
+/// Builds the model a set describes and loads its reference weights strictly.
+pub fn load_set_model(dir: &Path, device: Device) -> Result<LoadedModel> {
+    let mut config = M3aeConfig::from_json_file(&dir.join("config.json"))?;
+    let sd_path = dir.join("state_dict.safetensors");
+    let sd = read_safetensors(&sd_path)?;
+    encoder_configs_from_state_dict(&mut config, &sd, &sd_path)?;
+    let mut vs = nn::VarStore::new(device);
+    let model = M3aeTransformerSs::new(&vs.root(), &config)?;
+    load_state_dict(&vs, &sd, &sd_path)?;
+    vs.set_device(device);
+    Ok(LoadedModel { vs, model })
+}
+
+/// Records one `infer` pass under `prefix.` with the goldens' names.
+fn record_pass(out: &mut BTreeMap<String, Tensor>, prefix: &str, r: &InferOutput) {
+    let mut put = |name: String, t: &Tensor| {
+        out.insert(format!("{prefix}.{name}"), t.detach());
+    };
+    let tr = r.trace.as_ref().expect("parity passes keep intermediates");
+    if let Some(t) = &tr.text_embeddings {
+        put("text.embeddings".into(), t);
+    }
+    for (i, t) in tr.text_layers.iter().enumerate() {
+        put(format!("text.layer.{i}"), t);
+    }
+    if let Some(t) = &tr.text_proj {
+        put("text.proj".into(), t);
+    }
+    if let Some(t) = &tr.image_patch_embed {
+        put("image.patch_embed".into(), t);
+    }
+    if let Some(t) = &tr.image.ln_pre {
+        put("image.ln_pre".into(), t);
+    }
+    for (i, t) in tr.image.resblocks.iter().enumerate() {
+        put(format!("image.resblock.{i}"), t);
+    }
+    if let Some(t) = &tr.image.ln_post {
+        put("image.ln_post".into(), t);
+    }
+    if let Some(t) = &tr.image_proj {
+        put("image.proj".into(), t);
+    }
+    for (i, (t, v)) in tr.fusion_text.iter().zip(&tr.fusion_image).enumerate() {
+        put(format!("fusion.text.{i}"), t);
+        put(format!("fusion.image.{i}"), v);
+    }
+    for (i, a) in r.attentions.iter().enumerate() {
+        put(format!("fusion.text.{i}.cross_attn"), &a.text_cross);
+        put(format!("fusion.image.{i}.cross_attn"), &a.image_cross);
+    }
+    put("text_cls".into(), &r.text_cls);
+    put("image_cls".into(), &r.image_cls);
+}
+
+/// Computes every golden of a model set: the three passes, heads, losses, gradients of
+/// `loss.pretrain_total` (eval mode), and AdamW applied twice to the golden gradients.
+pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tensor>, Vec<Row>)> {
+    let LoadedModel { vs, model } = load_set_model(&set.dir, device)?;
+    let c = model.config.clone();
+    let dev = |name: &str| -> Result<Tensor> { Ok(set.input(name)?.to_device(device)) };
+    let (image, ids, masks) = (dev("input.image")?, dev("input.text_ids")?, dev("input.text_masks")?);
+    let (ids_mlm, labels_mlm, noise) = (dev("input.text_ids_mlm")?, dev("input.text_labels_mlm")?, dev("input.mim_noise")?);
+    let input = InferInput { image: &image, text_ids: &ids, text_masks: &masks, text_ids_mlm: Some(&ids_mlm), mim_noise: Some(&noise) };
+    let opts = InferOptions { output_attentions: true, keep_intermediates: true, train: false, ..Default::default() };
+    let mut out = BTreeMap::new();
+    let mut total = Tensor::zeros([], (Kind::Float, device));
+    let l = c.loss_names;
+
+    // plain infer, and the heads that read it
+    let plain = model.infer(&input, &opts)?;
+    record_pass(&mut out, "infer", &plain);
+    out.insert("infer.multi_modal_text_feats".into(), plain.multi_modal_text_feats.detach());
+    out.insert("infer.multi_modal_image_feats".into(), plain.multi_modal_image_feats.detach());
+    out.insert("infer.multi_modal_cls_feats".into(), plain.multi_modal_cls_feats.detach());
+    out.insert("infer.patched_images".into(), model.patchify(&image));
+    if let Some(h) = &model.vqa_head {
+        let logits = h.forward(&plain.multi_modal_cls_feats);
+        out.insert("loss.vqa".into(), vqa_loss(&logits, &dev("input.vqa_targets")?).detach());
+        out.insert("head.vqa_logits".into(), logits.detach());
+    }
+    if let Some(h) = &model.cls_head {
+        let logits = h.forward(&plain.multi_modal_cls_feats);
+        out.insert("loss.cls".into(), cross_entropy(&logits, &dev("input.cls_labels")?).detach());
+        out.insert("head.cls_logits".into(), logits.detach());
+    }
+    drop(plain);
+
+    if l.mlm > 0.0 {
+        let r = compute_mlm(&model, &input, &labels_mlm, &opts)?;
+        record_pass(&mut out, "mlm", &r.infer);
+        out.insert("head.mlm_logits".into(), r.logits.detach());
+        out.insert("loss.mlm".into(), r.loss.detach());
+        total = total + r.loss * l.mlm;
+    }
+    if l.mim > 0.0 {
+        let r = compute_mim(&model, &input, &opts)?;
+        record_pass(&mut out, "mim", &r.infer);
+        let m = r.infer.mim.as_ref().unwrap();
+        out.insert("mim.masks".into(), m.masks.detach());
+        out.insert("mim.ids_restore".into(), m.ids_restore.detach());
+        out.insert("mim.image_feats_for_decoder".into(), m.image_feats_for_decoder.detach());
+        out.insert("mim.decoder_embed".into(), r.decoder.decoder_embed.detach());
+        for (i, b) in r.decoder.blocks.iter().enumerate() {
+            out.insert(format!("mim.decoder.block.{i}"), b.detach());
+        }
+        out.insert("mim.target".into(), r.target.detach());
+        out.insert("head.mim_logits".into(), r.decoder.logits.detach());
+        out.insert("loss.mim".into(), r.loss.detach());
+        total = total + r.loss * l.mim;
+    }
+    if l.itm > 0.0 {
+        let itm_image = dev("input.itm_image")?;
+        let itm_input = InferInput { image: &itm_image, ..input };
+        let r = compute_itm(&model, &itm_input, &dev("input.itm_labels")?, &opts)?;
+        out.insert("head.itm_logits".into(), r.logits.detach());
+        out.insert("loss.itm".into(), r.loss.detach());
+        total = total + r.loss * l.itm;
+    }
+    if l.irtr > 0.0 {
+        let r = tch::no_grad(|| compute_irtr(&model, &image, &dev("input.irtr_text_ids")?, &dev("input.irtr_text_masks")?, &opts))?;
+        out.insert("head.irtr_scores".into(), r.scores);
+        out.insert("loss.irtr".into(), r.loss);
+    }
+
+    // gradients of the pre-training total
+    total.backward();
+    out.insert("loss.pretrain_total".into(), total.detach());
+    let vars = vs.variables();
+    for (name, var) in &vars {
+        let g = var.grad();
+        if var.requires_grad() && g.defined() {
+            out.insert(format!("grad.{name}"), g.detach().copy());
+        }
+    }
+
+    // AdamW from the reference weights, fed the golden gradients at both steps
+    let mut group_rows = Vec::new();
+    if let Some(spec) = &set.manifest.adamw {
+        let golden_grads: BTreeMap<String, Tensor> = set
+            .goldens
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("grad.").map(|n| (n.to_string(), v.to_device(device))))
+            .collect();
+        // the manifest's base lr and decay; upstream's multipliers and grouping on top
+        let oc = M3aeConfig { learning_rate: spec.lr, weight_decay: spec.weight_decay, ..c.clone() };
+        let mut opt = AdamW::new(&vs, &oc);
+        if (opt.betas, opt.eps) != (spec.betas, spec.eps) {
+            return Err(Error::Parity(format!("manifest AdamW betas/eps {:?}/{} differ from upstream's {:?}/{}", spec.betas, spec.eps, opt.betas, opt.eps)));
+        }
+        for _ in 0..spec.steps {
+            opt.step_with(&golden_grads, 1.0)?;
+        }
+        for (name, var) in &vars {
+            if spec.groups.contains_key(name) {
+                out.insert(format!("adamw.step2.{name}"), var.detach().copy());
+            }
+        }
+        // the grouping itself: every parameter's lr and weight decay as set_schedule gives them
+        for (name, g) in &spec.groups {
+            let ours = param_group(name, &oc);
+            let ok = ours.is_some_and(|o| (o.lr - g.lr).abs() <= 1e-12 * g.lr.abs().max(1.0) && o.weight_decay == g.weight_decay);
+            if !ok {
+                group_rows.push(Row {
+                    name: format!("adamw.group.{name}"),
+                    category: super::report::Category::AdamW,
+                    err: None,
+                    note: format!("lr/wd {:?}, manifest {}/{}", ours, g.lr, g.weight_decay),
+                });
+            }
+        }
+    }
+    Ok((out, group_rows))
+}

@@ -1,0 +1,3 @@
+//! Training: the paper's objectives and upstream's optimizer.
+pub mod objectives;
+pub mod optim;

@@ -1,0 +1,140 @@
+//! Upstream's optimizer: transformers-4.6 `AdamW` (correct_bias) over `set_schedule`'s six
+//! parameter groups, with polynomial decay after a linear warmup.
+use std::collections::BTreeMap;
+
+use tch::{nn, Tensor};
+
+use crate::config::{M3aeConfig, Warmup};
+use crate::error::{Error, Result};
+
+const NO_DECAY: &[&str] = &["bias", "LayerNorm.bias", "LayerNorm.weight", "norm.bias", "norm.weight", "norm1.bias", "norm1.weight", "norm2.bias", "norm2.weight"];
+const HEAD_NAMES: &[&str] = &["mlm_head", "mim_head", "itm_head", "vqa_head", "cls_head", "irtr_head"];
+const MULTI_MODAL_NAMES: &[&str] = &["multi_modal"];
+
+/// A parameter's learning rate and weight decay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupSpec {
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+/// Which of `set_schedule`'s six groups `name` falls in, or None when it matches both the
+/// head and the multi-modal rules (upstream then leaves it out of the optimizer).
+pub fn param_group(name: &str, c: &M3aeConfig) -> Option<GroupSpec> {
+    let any = |subs: &[&str]| subs.iter().any(|s| name.contains(s));
+    let weight_decay = if any(NO_DECAY) { 0.0 } else { c.weight_decay };
+    let lr = match (any(HEAD_NAMES), any(MULTI_MODAL_NAMES)) {
+        (false, false) => c.learning_rate,
+        (true, false) => c.learning_rate * c.lr_multiplier_head,
+        (false, true) => c.learning_rate * c.lr_multiplier_multi_modal,
+        (true, true) => return None,
+    };
+    Some(GroupSpec { lr, weight_decay })
+}
+
+/// One optimized parameter with its Adam state.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    param: Tensor,
+    group: GroupSpec,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: i32,
+}
+
+/// transformers 4.6 `AdamW`: betas (0.9, 0.98), eps 1e-8 outside the bias correction,
+/// decoupled decay applied after the Adam step.
+#[derive(Debug)]
+pub struct AdamW {
+    slots: Vec<Slot>,
+    pub betas: (f64, f64),
+    pub eps: f64,
+}
+
+impl AdamW {
+    /// Groups every trainable variable of `vs` as `set_schedule` does.
+    pub fn new(vs: &nn::VarStore, c: &M3aeConfig) -> Self {
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let slots = vars
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .filter_map(|(name, param)| {
+                let group = param_group(&name, c)?;
+                Some(Slot { exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), name, param, group, step: 0 })
+            })
+            .collect();
+        AdamW { slots, betas: (0.9, 0.98), eps: 1e-8 }
+    }
+
+    /// The learning rate and weight decay of every optimized parameter.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, GroupSpec)> {
+        self.slots.iter().map(|s| (s.name.as_str(), s.group))
+    }
+
+    /// One step with the gradients autograd left on the parameters; `lr_scale` is the
+    /// schedule's factor. Parameters without a gradient are skipped, as in PyTorch.
+    pub fn step(&mut self, lr_scale: f64) {
+        let (b, e) = (self.betas, self.eps);
+        tch::no_grad(|| {
+            for s in &mut self.slots {
+                let g = s.param.grad();
+                if g.defined() {
+                    Self::update(s, &g, lr_scale, b, e);
+                }
+            }
+        });
+    }
+
+    /// One step with given gradients, by parameter name (the parity check feeds the golden ones).
+    pub fn step_with(&mut self, grads: &BTreeMap<String, Tensor>, lr_scale: f64) -> Result<()> {
+        let (b, e) = (self.betas, self.eps);
+        tch::no_grad(|| {
+            for s in &mut self.slots {
+                if let Some(g) = grads.get(&s.name) {
+                    if g.size() != s.param.size() {
+                        return Err(Error::input(format!("grad.{}", s.name), format!("shape {:?}, parameter is {:?}", g.size(), s.param.size())));
+                    }
+                    Self::update(s, g, lr_scale, b, e);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn update(s: &mut Slot, g: &Tensor, lr_scale: f64, (b1, b2): (f64, f64), eps: f64) {
+        s.step += 1;
+        let lr = s.group.lr * lr_scale;
+        // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        s.exp_avg = &s.exp_avg * b1 + g * (1.0 - b1);
+        s.exp_avg_sq = &s.exp_avg_sq * b2 + g.square() * (1.0 - b2);
+        let denom = s.exp_avg_sq.sqrt() + eps;
+        let step_size = lr * (1.0 - b2.powi(s.step)).sqrt() / (1.0 - b1.powi(s.step));
+        let mut p = s.param.shallow_clone();
+        let _ = p.g_sub_(&(&s.exp_avg / denom * step_size));
+        if s.group.weight_decay > 0.0 {
+            // p.data.add_(p.data, alpha=-lr * weight_decay)
+            let decay = &p * (lr * s.group.weight_decay);
+            let _ = p.g_sub_(&decay);
+        }
+    }
+}
+
+/// `get_polynomial_decay_schedule_with_warmup` as `set_schedule` configures it: the factor
+/// applied to each group's lr at `step`.
+pub fn lr_factor(c: &M3aeConfig, step: u64, max_steps: u64) -> f64 {
+    let warmup = match c.warmup_steps {
+        Warmup::Steps(n) => n,
+        Warmup::Fraction(f) => (f * max_steps as f64) as u64,
+    };
+    if step < warmup {
+        return step as f64 / warmup.max(1) as f64;
+    }
+    if step > max_steps {
+        return c.end_lr / c.learning_rate;
+    }
+    let lr_range = c.learning_rate - c.end_lr;
+    let remaining = 1.0 - (step - warmup) as f64 / (max_steps - warmup).max(1) as f64;
+    (lr_range * remaining.powf(c.decay_power) + c.end_lr) / c.learning_rate
+}
