@@ -5,8 +5,12 @@
 //! - [`model`]: the module tree (`vision`, `text`, `fusion`, `heads`, `masking`, `m3ae`).
 //! - [`train`]: the objectives and upstream's AdamW with its parameter groups.
 //! - [`weights`]: safetensors checkpoints, loaded strictly by upstream key.
+//! - [`checkpoint`]: PyTorch `.ckpt` files: read (never executed), convert, export.
+//! - [`data`]: the input pipeline.
 //! - [`parity`]: golden-set comparison against the Python reference.
+pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod model;
 pub mod parity;
