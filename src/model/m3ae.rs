@@ -96,6 +96,22 @@ pub struct InferOutput {
     pub trace: Option<InferTrace>,
 }
 
+/// What the fusion stack returns.
+#[derive(Debug)]
+pub struct Fused {
+    /// [B, L, H]
+    pub text_feats: Tensor,
+    /// [B, Lv, H]
+    pub image_feats: Tensor,
+    /// [B, 2H]
+    pub cls_feats: Tensor,
+    pub text_cls: Tensor,
+    pub image_cls: Tensor,
+    pub attentions: Vec<FusionAttentions>,
+    /// The image stream entering layer `mim_layer` on a masked pass, else the last output.
+    pub mim_input: Tensor,
+}
+
 /// `M3AETransformerSS`: the whole model. A head is `Some` only when its loss weight is > 0.
 #[derive(Debug)]
 pub struct M3aeTransformerSs {
@@ -202,104 +218,111 @@ impl M3aeTransformerSs {
         Ok(())
     }
 
-    /// Upstream's `infer`: encode both modalities, fuse them, pool.
-    pub fn infer(&self, input: &InferInput, opts: &InferOptions) -> Result<InferOutput> {
-        self.check_input(input, opts)?;
-        let train = opts.train;
-        let keep = opts.keep_intermediates;
-        let mut trace = InferTrace::default();
-
-        // == Text encoding == [B, L] -> [B, L, Dt] -> [B, L, H]
-        let text_ids = if opts.mask_text { input.text_ids_mlm.unwrap() } else { input.text_ids };
+    /// The text half of `infer`: RoBERTa then `multi_modal_language_proj`.
+    /// ids [B, L], `mask` additive [B, 1, 1, L] -> [B, L, H].
+    pub fn encode_text(&self, ids: &Tensor, mask: &Tensor, train: bool, mut trace: Option<&mut InferTrace>) -> Tensor {
         let enc = &self.language_encoder;
-        let text_mask = extended_attention_mask(input.text_masks, Kind::Float);
-        let mut t = enc.embeddings.forward_t(text_ids, train);
-        if keep {
-            trace.text_embeddings = Some(t.shallow_clone());
+        let mut t = enc.embeddings.forward_t(ids, train);
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.text_embeddings = Some(t.shallow_clone());
         }
         for layer in &enc.layers {
-            t = layer.forward_t(&t, &text_mask, train);
-            if keep {
-                trace.text_layers.push(t.shallow_clone());
+            t = layer.forward_t(&t, mask, train);
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.text_layers.push(t.shallow_clone());
             }
         }
         let t = t.apply(&self.multi_modal_language_proj);
+        if let Some(tr) = trace {
+            tr.text_proj = Some(t.shallow_clone());
+        }
+        t
+    }
 
-        // == Image encoding == [B, 3, H, W] -> [B, 1 + N(kept), Dv] -> [B, ., H]
+    /// The image half of `infer`: CLIP (masked when `mim_noise` is given) then
+    /// `multi_modal_vision_proj`. image [B, 3, S, S] -> [B, 1 + kept patches, H], plus the
+    /// MIM (mask, ids_restore) of a masked pass.
+    pub fn encode_image(&self, image: &Tensor, mim_noise: Option<&Tensor>, trace: Option<&mut InferTrace>) -> (Tensor, Option<(Tensor, Tensor)>) {
         let visual = &self.vision_encoder.visual;
-        let vtrace = keep.then_some(&mut trace.image);
-        let (v, masking) = if opts.mask_image {
-            let patches = visual.forward_patch_embed(input.image);
-            let n = patches.size()[0];
-            let l = patches.size()[1] - 1;
-            let noise = match input.mim_noise {
-                Some(z) => z.to_kind(Kind::Float),
-                None => Tensor::rand([n, l], (Kind::Float, patches.device())),
-            };
-            let m = random_masking(&patches, &visual.positional_embedding, self.config.mim_prob, &noise);
-            (visual.forward_trans(&m.tokens, vtrace), Some((m.mask, m.ids_restore)))
-        } else {
-            if keep {
-                trace.image_patch_embed = Some(visual.forward_patch_embed(input.image));
+        let (v, masking, trace) = match (mim_noise, trace) {
+            (Some(noise), trace) => {
+                let patches = visual.forward_patch_embed(image);
+                let m = random_masking(&patches, &visual.positional_embedding, self.config.mim_prob, &noise.to_kind(Kind::Float));
+                let v = visual.forward_trans(&m.tokens, trace.as_deref_mut().map(|t| &mut t.image));
+                (v, Some((m.mask, m.ids_restore)), trace)
             }
-            (visual.forward(input.image, vtrace), None)
+            (None, Some(tr)) => {
+                tr.image_patch_embed = Some(visual.forward_patch_embed(image));
+                (visual.forward(image, Some(&mut tr.image)), None, Some(tr))
+            }
+            (None, None) => (visual.forward(image, None), None, None),
         };
         let v = v.apply(&self.multi_modal_vision_proj);
-        let (b, lv, _) = v.size3().unwrap();
-        let image_mask = extended_attention_mask(&Tensor::ones([b, lv], (Kind::Int64, v.device())), Kind::Float);
-        if keep {
-            trace.text_proj = Some(t.shallow_clone());
-            trace.image_proj = Some(v.shallow_clone());
+        if let Some(tr) = trace {
+            tr.image_proj = Some(v.shallow_clone());
         }
+        (v, masking)
+    }
 
-        // == Modality type embeddings: text 0, image `image_token_type_idx` ==
+    /// The fusion half of `infer`: modality type embeddings, the co-attention stack, the
+    /// poolers. text [B, L, H] under additive `text_mask`, image [B, Lv, H] (all visible).
+    pub fn fuse(&self, text: &Tensor, text_mask: &Tensor, image: &Tensor, opts: &InferOptions, mut trace: Option<&mut InferTrace>) -> Fused {
+        let (b, lv, _) = image.size3().expect("fuse: image features must be [B, Lv, H]");
+        let image_mask = extended_attention_mask(&Tensor::ones([b, lv], (Kind::Int64, image.device())), Kind::Float);
+        // text + modality_type_embeddings(0), image + modality_type_embeddings(image_token_type_idx)
         let types = &self.modality_type_embeddings.ws;
-        let mut x = &t + types.get(0);
-        let mut y = &v + types.get(opts.image_token_type_idx);
-
-        // == Co-attention: at each depth both streams read the previous x and y ==
+        let mut x = text + types.get(0);
+        let mut y = image + types.get(opts.image_token_type_idx);
         let mut attentions = Vec::new();
         let mut mim_input = None;
+        // at each depth both streams read the previous x and y
         for (i, (text_layer, image_layer)) in self.multi_modal_language_layers.iter().zip(&self.multi_modal_vision_layers).enumerate() {
             if opts.mask_image && self.config.mim_layer == i as i64 {
                 mim_input = Some(y.shallow_clone());
             }
-            let x1 = text_layer.forward_t(&x, &y, &text_mask, &image_mask, opts.output_attentions, train);
-            let y1 = image_layer.forward_t(&y, &x, &image_mask, &text_mask, opts.output_attentions, train);
-            if opts.output_attentions {
-                attentions.push(FusionAttentions {
-                    text_self: x1.self_attn.unwrap(),
-                    text_cross: x1.cross_attn.unwrap(),
-                    image_self: y1.self_attn.unwrap(),
-                    image_cross: y1.cross_attn.unwrap(),
-                });
+            let x1 = text_layer.forward_t(&x, &y, text_mask, &image_mask, opts.output_attentions, opts.train);
+            let y1 = image_layer.forward_t(&y, &x, &image_mask, text_mask, opts.output_attentions, opts.train);
+            if let (Some(text_self), Some(text_cross), Some(image_self), Some(image_cross)) = (x1.self_attn, x1.cross_attn, y1.self_attn, y1.cross_attn) {
+                attentions.push(FusionAttentions { text_self, text_cross, image_self, image_cross });
             }
             x = x1.hidden;
             y = y1.hidden;
-            if keep {
-                trace.fusion_text.push(x.shallow_clone());
-                trace.fusion_image.push(y.shallow_clone());
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.fusion_text.push(x.shallow_clone());
+                tr.fusion_image.push(y.shallow_clone());
             }
         }
-
-        // == Pool: [B, L, H] -> [B, H] each, concatenated to [B, 2H] ==
+        // pool: [B, L, H] -> [B, H] each, concatenated to [B, 2H]
         let text_cls = x.apply(&self.multi_modal_language_pooler);
         let image_cls = y.apply(&self.multi_modal_vision_pooler);
-        let cls = Tensor::cat(&[&text_cls, &image_cls], -1);
-        let mim = masking.map(|(masks, ids_restore)| MimMasking {
-            masks,
-            ids_restore,
-            image_feats_for_decoder: mim_input.unwrap_or_else(|| y.shallow_clone()),
+        let cls_feats = Tensor::cat(&[&text_cls, &image_cls], -1);
+        let mim_input = mim_input.unwrap_or_else(|| y.shallow_clone());
+        Fused { text_feats: x, image_feats: y, cls_feats, text_cls, image_cls, attentions, mim_input }
+    }
+
+    /// Upstream's `infer`: encode both modalities, fuse them, pool.
+    pub fn infer(&self, input: &InferInput, opts: &InferOptions) -> Result<InferOutput> {
+        self.check_input(input, opts)?;
+        let mut trace = opts.keep_intermediates.then(InferTrace::default);
+        let text_ids = if opts.mask_text { input.text_ids_mlm.unwrap() } else { input.text_ids };
+        let text_mask = extended_attention_mask(input.text_masks, Kind::Float);
+        let t = self.encode_text(text_ids, &text_mask, opts.train, trace.as_mut());
+        let noise = opts.mask_image.then(|| {
+            let g = self.config.grid();
+            input.mim_noise.map(|z| z.shallow_clone()).unwrap_or_else(|| Tensor::rand([t.size()[0], g * g], (Kind::Float, t.device())))
         });
+        let (v, masking) = self.encode_image(input.image, noise.as_ref(), trace.as_mut());
+        let f = self.fuse(&t, &text_mask, &v, opts, trace.as_mut());
+        let mim = masking.map(|(masks, ids_restore)| MimMasking { masks, ids_restore, image_feats_for_decoder: f.mim_input.shallow_clone() });
         Ok(InferOutput {
-            multi_modal_text_feats: x,
-            multi_modal_image_feats: y,
-            multi_modal_cls_feats: cls,
-            text_cls,
-            image_cls,
+            multi_modal_text_feats: f.text_feats,
+            multi_modal_image_feats: f.image_feats,
+            multi_modal_cls_feats: f.cls_feats,
+            text_cls: f.text_cls,
+            image_cls: f.image_cls,
             mim,
-            attentions,
-            trace: keep.then_some(trace),
+            attentions: f.attentions,
+            trace,
         })
     }
 }

@@ -29,15 +29,23 @@ impl ParityOutcome {
     }
 }
 
-/// Checks one set directory of either kind (model or preprocessing).
+/// Checks one set directory of either kind (model or preprocessing) at the stated tolerances.
 pub fn check_set(dir: &Path, device: Device) -> Result<ParityOutcome> {
+    check_set_scaled(dir, device, 1.0)
+}
+
+/// As `check_set`, with every tolerance multiplied by `tol_scale` (≥ 1; 10 for CUDA runs).
+pub fn check_set_scaled(dir: &Path, device: Device, tol_scale: f64) -> Result<ParityOutcome> {
+    if !(tol_scale >= 1.0) {
+        return Err(Error::Parity(format!("tolerance scale {tol_scale} must be ≥ 1")));
+    }
     let set = GoldenSet::load(dir)?;
     let (computed, mut extra_rows) = if set.is_model_set() {
         model_set::compute(&set, device)?
     } else {
         return Err(Error::Parity(format!("{}: preprocessing sets are not supported yet", dir.display())));
     };
-    let mut rows = report::compare(&set.goldens, &computed);
+    let mut rows = report::compare(&set.goldens, &computed, tol_scale);
     rows.append(&mut extra_rows);
     Ok(ParityOutcome { set: set.name(), rows, computed })
 }

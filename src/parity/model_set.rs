@@ -187,6 +187,7 @@ pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tens
                     name: format!("adamw.group.{name}"),
                     category: super::report::Category::AdamW,
                     err: None,
+                    tol: 0.0,
                     note: format!("lr/wd {:?}, manifest {}/{}", ours, g.lr, g.weight_decay),
                 });
             }

@@ -61,12 +61,14 @@ pub struct Row {
     pub category: Category,
     /// None when the port did not produce the tensor or produced another shape.
     pub err: Option<f64>,
+    /// The bound applied: the category's tolerance times the run's scale (1 on CPU, 10 on CUDA).
+    pub tol: f64,
     pub note: String,
 }
 
 impl Row {
     pub fn passed(&self) -> bool {
-        self.err.is_some_and(|e| e <= self.category.tolerance())
+        self.err.is_some_and(|e| e <= self.tol)
     }
 }
 
@@ -88,7 +90,7 @@ pub fn error(name: &str, port: &Tensor, golden: &Tensor) -> f64 {
 }
 
 /// Compares every golden (inputs aside) with what the port computed.
-pub fn compare(goldens: &StateDict, computed: &BTreeMap<String, Tensor>) -> Vec<Row> {
+pub fn compare(goldens: &StateDict, computed: &BTreeMap<String, Tensor>, tol_scale: f64) -> Vec<Row> {
     goldens
         .iter()
         .filter(|(name, _)| !name.starts_with("input."))
@@ -102,7 +104,7 @@ pub fn compare(goldens: &StateDict, computed: &BTreeMap<String, Tensor>) -> Vec<
                     (Some(if e.is_nan() { f64::INFINITY } else { e }), String::new())
                 }
             };
-            Row { name: name.clone(), category, err, note }
+            Row { name: name.clone(), category, err, tol: category.tolerance() * tol_scale, note }
         })
         .collect()
 }
@@ -113,7 +115,7 @@ pub fn render(set: &str, rows: &[Row]) -> String {
     for r in rows {
         let err = r.err.map(|e| format!("{e:.2e}")).unwrap_or_else(|| "-".into());
         let verdict = if r.passed() { "ok" } else { "FAIL" };
-        out += &format!("{:<72} {:>10} {:>9.0e}  {verdict} {}\n", r.name, err, r.category.tolerance(), r.note);
+        out += &format!("{:<72} {:>10} {:>9.1e}  {verdict} {}\n", r.name, err, r.tol, r.note);
     }
     out += &summary(set, rows);
     out
@@ -121,18 +123,18 @@ pub fn render(set: &str, rows: &[Row]) -> String {
 
 /// Worst error per category, and the pass count.
 pub fn summary(set: &str, rows: &[Row]) -> String {
-    let mut worst: BTreeMap<Category, (f64, &str, usize)> = BTreeMap::new();
+    let mut worst: BTreeMap<Category, (f64, &str, usize, f64)> = BTreeMap::new();
     for r in rows {
         let e = r.err.unwrap_or(f64::INFINITY);
-        let w = worst.entry(r.category).or_insert((0.0, "", 0));
+        let w = worst.entry(r.category).or_insert((0.0, "", 0, r.tol));
         w.2 += 1;
         if e >= w.0 {
-            *w = (e, &r.name, w.2);
+            *w = (e, &r.name, w.2, r.tol);
         }
     }
     let mut out = format!("summary `{set}`:\n");
-    for (c, (e, name, n)) in worst {
-        out += &format!("  {:<10} {n:>4} tensors  worst {e:.2e} (tol {:.0e})  {name}\n", c.label(), c.tolerance());
+    for (c, (e, name, n, tol)) in worst {
+        out += &format!("  {:<10} {n:>4} tensors  worst {e:.2e} (tol {tol:.1e})  {name}\n", c.label());
     }
     let failed = rows.iter().filter(|r| !r.passed()).count();
     out += &format!("{} within tolerance, {} out of tolerance\n", rows.len() - failed, failed);

@@ -1,0 +1,217 @@
+//! Behaviour of the module tree beyond the goldens: ablations, freezing, strict loading,
+//! bad input, the attention fast path, dropout, the optimizer's grouping and schedule.
+use std::path::Path;
+
+use m3ae::config::{M3aeConfig, TextEncoderConfig, VisionEncoderConfig, Warmup};
+use m3ae::model::{InferInput, InferOptions, M3aeTransformerSs};
+use m3ae::train::optim::{lr_factor, param_group};
+use m3ae::weights::{load_state_dict, StateDict};
+use m3ae::Error;
+use tch::{nn, Device, Kind, Tensor};
+
+/// A small config: 32 px images, two fusion layers, every head on.
+fn tiny_config() -> M3aeConfig {
+    let mut c = M3aeConfig {
+        image_size: 32,
+        patch_size: 16,
+        hidden_size: 32,
+        num_heads: 4,
+        num_top_layer: 2,
+        input_image_embed_size: 64,
+        input_text_embed_size: 48,
+        vocab_size: 50,
+        max_text_len: 8,
+        mim_decoder_hidden_size: 16,
+        mim_decoder_num_heads: 2,
+        mim_decoder_num_layers: 1,
+        label_column_name: "p_meth_label".into(),
+        vqa_label_size: 5,
+        ..Default::default()
+    };
+    c.loss_names = m3ae::config::LossNames { mlm: 1.0, mim: 1.0, itm: 1.0, vqa: 1.0, cls: 1.0, irtr: 1.0 };
+    c.vision_encoder_config = Some(VisionEncoderConfig { width: 64, layers: 3, patch_size: 16, context_length: 4, vocab_size: 10, transformer_width: 8 });
+    c.language_encoder_config = Some(TextEncoderConfig {
+        vocab_size: 50,
+        hidden_size: 48,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        intermediate_size: 96,
+        max_position_embeddings: 16,
+        ..Default::default()
+    });
+    c
+}
+
+fn build(c: &M3aeConfig) -> (nn::VarStore, M3aeTransformerSs) {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let m = M3aeTransformerSs::new(&vs.root(), c).expect("valid config");
+    (vs, m)
+}
+
+struct Batch {
+    image: Tensor,
+    ids: Tensor,
+    masks: Tensor,
+}
+
+fn batch(b: i64) -> Batch {
+    tch::manual_seed(1);
+    let ids = Tensor::randint_low(3, 50, [b, 8], (Kind::Int64, Device::Cpu));
+    let masks = Tensor::ones([b, 8], (Kind::Int64, Device::Cpu));
+    let _ = masks.narrow(1, 6, 2).fill_(0);
+    let _ = ids.narrow(1, 6, 2).fill_(1);
+    Batch { image: Tensor::randn([b, 3, 32, 32], (Kind::Float, Device::Cpu)), ids, masks }
+}
+
+fn keys(vs: &nn::VarStore) -> Vec<String> {
+    vs.variables().into_keys().collect()
+}
+
+#[test]
+fn ablations_remove_exactly_their_head() {
+    let (vs, _) = build(&tiny_config());
+    let all = keys(&vs);
+    for head in ["mlm_head.", "mim_head.", "itm_head.", "vqa_head.", "cls_head.", "irtr_head."] {
+        assert!(all.iter().any(|k| k.starts_with(head)), "{head} missing with every loss on");
+    }
+    let mut c = tiny_config();
+    c.loss_names.mim = 0.0;
+    c.loss_names.mlm = 0.0;
+    let (vs, m) = build(&c);
+    let ks = keys(&vs);
+    assert!(!ks.iter().any(|k| k.starts_with("mim_head.") || k.starts_with("mlm_head.")));
+    assert!(m.mim_head.is_none() && m.mlm_head.is_none());
+    // everything else is unchanged by the ablation
+    let rest: Vec<&String> = all.iter().filter(|k| !k.starts_with("mim_head.") && !k.starts_with("mlm_head.")).collect();
+    assert_eq!(rest, ks.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn irtr_freezes_itm_and_copies_its_match_row() {
+    let (vs, _) = build(&tiny_config());
+    let v = vs.variables();
+    assert!(!v["itm_head.fc.weight"].requires_grad() && !v["itm_head.fc.bias"].requires_grad());
+    assert!(v["irtr_head.weight"].requires_grad());
+    assert!(v["irtr_head.weight"].equal(&v["itm_head.fc.weight"].narrow(0, 1, 1)));
+    assert!(v["irtr_head.bias"].equal(&v["itm_head.fc.bias"].narrow(0, 1, 1)));
+    assert!(!v["mim_head.decoder_pos_embed"].requires_grad(), "the sin-cos table is fixed");
+}
+
+#[test]
+fn upstream_block_counts() {
+    let (vs, _) = build(&tiny_config());
+    let ks = keys(&vs);
+    let count = |prefix: &str| ks.iter().filter(|k| k.starts_with(prefix) && k.ends_with("attn.in_proj_weight")).count();
+    assert_eq!(count("vision_encoder.visual.transformer.resblocks."), 2, "CLIP builds layers - 1 blocks");
+    assert_eq!(count("mim_head.decoder.resblocks."), 1, "the decoder has mim_decoder_num_layers blocks");
+}
+
+#[test]
+fn fused_attention_matches_the_explicit_path() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(2);
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let fast = m.infer(&input, &InferOptions::default()).unwrap();
+    let slow = m.infer(&input, &InferOptions { output_attentions: true, ..Default::default() }).unwrap();
+    let err = f64::try_from((fast.multi_modal_cls_feats - &slow.multi_modal_cls_feats).abs().max()).unwrap();
+    assert!(err < 1e-6, "SDPA and softmax(QK^T)V paths differ by {err}");
+    assert_eq!(slow.attentions.len(), 2);
+    // attention rows are distributions; padded text keys get no weight
+    let probs = &slow.attentions[0].image_cross; // [B, H, Lv, Lt]
+    let row_sums = probs.sum_dim_intlist(-1, false, Kind::Float);
+    assert!(row_sums.allclose(&row_sums.ones_like(), 1e-5, 1e-5, false));
+    assert_eq!(f64::try_from(probs.narrow(3, 6, 2).abs().max()).unwrap(), 0.0);
+}
+
+#[test]
+fn dropout_follows_the_train_flag() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(2);
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let run = |train| m.infer(&input, &InferOptions { train, ..Default::default() }).unwrap().multi_modal_cls_feats;
+    assert!(run(false).equal(&run(false)), "eval mode is deterministic");
+    assert!(!run(true).equal(&run(true)), "train mode applies dropout");
+}
+
+#[test]
+fn mim_masks_three_quarters_and_keeps_the_class_token() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(3);
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let out = m.infer(&input, &InferOptions { mask_image: true, ..Default::default() }).unwrap();
+    let mim = out.mim.expect("mask_image returns its masking");
+    // 4 patches at 32 px / 16: len_keep = int(4 * 0.25) = 1
+    assert_eq!(mim.masks.size(), [3, 4]);
+    assert_eq!(f64::try_from(mim.masks.sum(Kind::Float)).unwrap(), 9.0);
+    assert_eq!(out.multi_modal_image_feats.size(), [3, 2, 32]);
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(2);
+    let wrong_size = Tensor::zeros([2, 3, 48, 48], (Kind::Float, Device::Cpu));
+    let input = InferInput { image: &wrong_size, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let e = m.infer(&input, &InferOptions::default()).unwrap_err();
+    assert!(matches!(&e, Error::Input { name, .. } if name == "image"), "{e}");
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let e = m.infer(&input, &InferOptions { mask_text: true, ..Default::default() }).unwrap_err();
+    assert!(e.to_string().contains("text_ids_mlm"), "{e}");
+    let noise = Tensor::zeros([2, 5], (Kind::Float, Device::Cpu));
+    let input = InferInput { mim_noise: Some(&noise), ..input };
+    let e = m.infer(&input, &InferOptions { mask_image: true, ..Default::default() }).unwrap_err();
+    assert!(e.to_string().contains("mim_noise"), "{e}");
+}
+
+#[test]
+fn invalid_configs_name_the_key() {
+    let mut c = tiny_config();
+    c.num_heads = 5;
+    assert!(M3aeTransformerSs::new(&nn::VarStore::new(Device::Cpu).root(), &c).unwrap_err().to_string().contains("num_heads"));
+    let mut c = tiny_config();
+    c.mim_layer = 7;
+    assert!(c.validate().unwrap_err().to_string().contains("mim_layer"));
+    let mut c = tiny_config();
+    c.image_size = 40;
+    assert!(c.validate().unwrap_err().to_string().contains("image_size"));
+}
+
+#[test]
+fn strict_loading_names_key_and_shapes() {
+    let (vs, _) = build(&tiny_config());
+    let mut sd: StateDict = vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect();
+    let src = Path::new("fixture.safetensors");
+    assert!(load_state_dict(&vs, &sd, src).is_ok());
+    sd.insert("multi_modal_vision_proj.weight".into(), Tensor::zeros([32, 65], (Kind::Float, Device::Cpu)));
+    let e = load_state_dict(&vs, &sd, src).unwrap_err();
+    assert!(matches!(&e, Error::ShapeMismatch { key, expected, found, .. }
+        if key == "multi_modal_vision_proj.weight" && expected == &vec![32, 64] && found == &vec![32, 65]), "{e}");
+    sd.insert("multi_modal_vision_proj.weight".into(), Tensor::zeros([32, 64], (Kind::Double, Device::Cpu)));
+    assert!(matches!(load_state_dict(&vs, &sd, src).unwrap_err(), Error::DtypeMismatch { .. }));
+    sd.remove("multi_modal_vision_proj.weight");
+    let e = load_state_dict(&vs, &sd, src).unwrap_err();
+    assert!(e.to_string().contains("multi_modal_vision_proj.weight"), "{e}");
+}
+
+#[test]
+fn set_schedule_groups() {
+    let c = M3aeConfig { learning_rate: 1e-5, weight_decay: 0.01, ..Default::default() };
+    let g = |n| param_group(n, &c).map(|g| (g.lr, g.weight_decay));
+    assert_eq!(g("vision_encoder.visual.ln_pre.weight"), Some((1e-5, 0.01)), "CLIP ln_* match no no-decay name");
+    assert_eq!(g("language_encoder.encoder.layer.0.output.LayerNorm.weight"), Some((1e-5, 0.0)));
+    assert_eq!(g("mim_head.decoder_norm.weight"), Some((5e-5, 0.0)), "`norm.weight` is a no-decay name");
+    assert_eq!(g("mlm_head.decoder.weight"), Some((5e-5, 0.01)));
+    assert_eq!(g("multi_modal_vision_layers.0.output.dense.bias"), Some((5e-5, 0.0)));
+    assert_eq!(g("modality_type_embeddings.weight"), Some((1e-5, 0.01)));
+}
+
+#[test]
+fn polynomial_schedule_with_warmup() {
+    let c = M3aeConfig { learning_rate: 1e-5, end_lr: 0.0, decay_power: 1.0, warmup_steps: Warmup::Fraction(0.1), ..Default::default() };
+    assert_eq!(lr_factor(&c, 0, 1000), 0.0);
+    assert!((lr_factor(&c, 50, 1000) - 0.5).abs() < 1e-12);
+    assert!((lr_factor(&c, 100, 1000) - 1.0).abs() < 1e-12);
+    assert!((lr_factor(&c, 550, 1000) - 0.5).abs() < 1e-12);
+    assert_eq!(lr_factor(&c, 2000, 1000), 0.0);
+}
