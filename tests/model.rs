@@ -65,7 +65,9 @@ fn batch(b: i64) -> Batch {
 }
 
 fn keys(vs: &nn::VarStore) -> Vec<String> {
-    vs.variables().into_keys().collect()
+    let mut k: Vec<String> = vs.variables().into_keys().collect();
+    k.sort();
+    k
 }
 
 #[test]

@@ -245,7 +245,7 @@ impl M3aeTransformerSs {
     pub fn encode_image(&self, image: &Tensor, mim_noise: Option<&Tensor>, trace: Option<&mut InferTrace>) -> (Tensor, Option<(Tensor, Tensor)>) {
         let visual = &self.vision_encoder.visual;
         let (v, masking, trace) = match (mim_noise, trace) {
-            (Some(noise), trace) => {
+            (Some(noise), mut trace) => {
                 let patches = visual.forward_patch_embed(image);
                 let m = random_masking(&patches, &visual.positional_embedding, self.config.mim_prob, &noise.to_kind(Kind::Float));
                 let v = visual.forward_trans(&m.tokens, trace.as_deref_mut().map(|t| &mut t.image));
