@@ -8,6 +8,8 @@
 //! - [`checkpoint`]: PyTorch `.ckpt` files: read (never executed), convert, export.
 //! - [`data`]: the input pipeline.
 //! - [`parity`]: golden-set comparison against the Python reference.
+//! - [`bench`]: benchmark workloads against the PyTorch reference (bench/run.sh).
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

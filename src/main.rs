@@ -24,6 +24,8 @@ enum Command {
     Convert(cli::convert::Args),
     /// Export a model folder to a Lightning-shaped .ckpt that upstream PyTorch loads.
     Export(cli::export::Args),
+    /// Time one benchmark workload on a prepared folder (bench/run.sh runs both implementations).
+    Bench(cli::bench::Args),
     /// Inspect upstream Arrow datasets before a long job.
     Data(cli::data::Args),
 }
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => cli::convert::run(args, device),
         Command::Export(args) => cli::export::run(args, device),
         Command::Data(args) => cli::data::run(args, device),
+        Command::Bench(args) => cli::bench::run(args, device),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

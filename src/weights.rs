@@ -7,6 +7,7 @@ use safetensors::{Dtype, SafeTensors};
 use tch::{nn, Kind, Tensor};
 
 use crate::config::{M3aeConfig, TextEncoderConfig, VisionEncoderConfig};
+use crate::model::M3aeTransformerSs;
 use crate::error::{Error, Result};
 
 /// A state_dict: upstream key -> tensor.
@@ -163,4 +164,25 @@ pub fn encoder_configs_from_state_dict(cfg: &mut M3aeConfig, sd: &StateDict, sou
         });
     }
     Ok(())
+}
+
+/// A model built and loaded from a folder.
+pub struct LoadedModel {
+    pub vs: nn::VarStore,
+    pub model: M3aeTransformerSs,
+    pub report: LoadReport,
+}
+
+/// Builds the model a folder describes (`config.json`, encoder sizes from the weights where
+/// the config leaves them out) and loads `dir/weights_file` into it strictly.
+pub fn load_model_folder(dir: &Path, weights_file: &str, device: tch::Device) -> Result<LoadedModel> {
+    let mut config = M3aeConfig::from_json_file(&dir.join("config.json"))?;
+    let path = dir.join(weights_file);
+    let sd = read_safetensors(&path)?;
+    encoder_configs_from_state_dict(&mut config, &sd, &path)?;
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = M3aeTransformerSs::new(&vs.root(), &config)?;
+    let report = load_state_dict(&vs, &sd, &path)?;
+    vs.set_device(device);
+    Ok(LoadedModel { vs, model, report })
 }

@@ -217,3 +217,21 @@ fn polynomial_schedule_with_warmup() {
     assert!((lr_factor(&c, 550, 1000) - 0.5).abs() < 1e-12);
     assert_eq!(lr_factor(&c, 2000, 1000), 0.0);
 }
+
+#[test]
+fn cached_retrieval_equals_one_forward_per_pair() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(3); // 3 images, 3 texts
+    let cached = tch::no_grad(|| m3ae::bench::retrieval_scores(&m, &b.image, &b.ids, &b.masks)).unwrap(); // [I, T]
+    let irtr = m.irtr_head.as_ref().unwrap();
+    for i in 0..3 {
+        for j in 0..3 {
+            let (img, ids, masks) = (b.image.narrow(0, i, 1), b.ids.narrow(0, j, 1), b.masks.narrow(0, j, 1));
+            let input = InferInput { image: &img, text_ids: &ids, text_masks: &masks, text_ids_mlm: None, mim_noise: None };
+            let out = tch::no_grad(|| m.infer(&input, &InferOptions::default())).unwrap();
+            let score = f64::try_from(out.multi_modal_cls_feats.apply(irtr).view([-1])).unwrap();
+            let got = f64::try_from(cached.get(i).get(j)).unwrap();
+            assert!((score - got).abs() < 1e-5, "pair ({i}, {j}): per-pair {score}, cached {got}");
+        }
+    }
+}

@@ -1,37 +1,17 @@
 //! Runs the port on a model golden set's inputs and names every tensor as the goldens do.
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use tch::nn::{self, Module};
+use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
 use super::golden::GoldenSet;
 use super::report::Row;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
-use crate::model::{InferInput, InferOptions, InferOutput, M3aeTransformerSs};
+use crate::model::{InferInput, InferOptions, InferOutput};
 use crate::train::objectives::{compute_irtr, compute_itm, compute_mim, compute_mlm, cross_entropy, vqa_loss};
 use crate::train::optim::{param_group, AdamW};
-use crate::weights::{encoder_configs_from_state_dict, load_state_dict, read_safetensors};
-
-/// A model built from a set's `config.json` and `state_dict.safetensors`.
-pub struct LoadedModel {
-    pub vs: nn::VarStore,
-    pub model: M3aeTransformerSs,
-}
-
-/// Builds the model a set describes and loads its reference weights strictly.
-pub fn load_set_model(dir: &Path, device: Device) -> Result<LoadedModel> {
-    let mut config = M3aeConfig::from_json_file(&dir.join("config.json"))?;
-    let sd_path = dir.join("state_dict.safetensors");
-    let sd = read_safetensors(&sd_path)?;
-    encoder_configs_from_state_dict(&mut config, &sd, &sd_path)?;
-    let mut vs = nn::VarStore::new(device);
-    let model = M3aeTransformerSs::new(&vs.root(), &config)?;
-    load_state_dict(&vs, &sd, &sd_path)?;
-    vs.set_device(device);
-    Ok(LoadedModel { vs, model })
-}
+use crate::weights::{load_model_folder, LoadedModel};
 
 /// Records one `infer` pass under `prefix.` with the goldens' names.
 fn record_pass(out: &mut BTreeMap<String, Tensor>, prefix: &str, r: &InferOutput) {
@@ -78,7 +58,7 @@ fn record_pass(out: &mut BTreeMap<String, Tensor>, prefix: &str, r: &InferOutput
 /// Computes every golden of a model set: the three passes, heads, losses, gradients of
 /// `loss.pretrain_total` (eval mode), and AdamW applied twice to the golden gradients.
 pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tensor>, Vec<Row>)> {
-    let LoadedModel { vs, model } = load_set_model(&set.dir, device)?;
+    let LoadedModel { vs, model, .. } = load_model_folder(&set.dir, "state_dict.safetensors", device)?;
     let c = model.config.clone();
     let dev = |name: &str| -> Result<Tensor> { Ok(set.input(name)?.to_device(device)) };
     let (image, ids, masks) = (dev("input.image")?, dev("input.text_ids")?, dev("input.text_masks")?);

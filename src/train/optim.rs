@@ -87,6 +87,13 @@ impl AdamW {
         });
     }
 
+    /// Clears every optimized parameter's gradient.
+    pub fn zero_grad(&mut self) {
+        for s in &mut self.slots {
+            s.param.zero_grad();
+        }
+    }
+
     /// One step with given gradients, by parameter name (the parity check feeds the golden ones).
     pub fn step_with(&mut self, grads: &BTreeMap<String, Tensor>, lr_scale: f64) -> Result<()> {
         let (b, e) = (self.betas, self.eps);

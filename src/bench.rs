@@ -1,0 +1,178 @@
+//! Benchmark workloads, the Rust half of `bench/run.sh` (the Python half runs upstream's
+//! modules on the same weights and inputs). Each run reports the median time per run and
+//! the process's peak resident memory; see bench/README.md for the contract.
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{nn::Module, Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
+use crate::train::objectives::{compute_itm, compute_mim, compute_mlm};
+use crate::train::optim::AdamW;
+use crate::weights::{load_model_folder, load_state_dict, read_safetensors, write_safetensors, StateDict};
+
+/// One workload's measurements, in the JSON shape both halves print.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub workload: String,
+    /// Median seconds per run.
+    pub seconds: f64,
+    pub runs: Vec<f64>,
+    pub peak_rss_mb: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_abs_diff_vs_upstream: Option<f64>,
+    pub torch_threads: i32,
+    pub implementation: &'static str,
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+/// Runs `f` once to warm up, then `repeats` timed times.
+fn timed(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    f()?;
+    (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+fn input<'a>(inputs: &'a StateDict, dir: &Path, name: &str) -> Result<&'a Tensor> {
+    inputs.get(name).ok_or_else(|| Error::MissingTensor { path: dir.join("inputs.safetensors"), key: name.into() })
+}
+
+/// Workload 1: `infer` without gradients.
+fn infer(model: &M3aeTransformerSs, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<Vec<f64>> {
+    let (image, ids, masks) = (input(inputs, dir, "infer.image")?, input(inputs, dir, "infer.text_ids")?, input(inputs, dir, "infer.text_masks")?);
+    let batch = InferInput { image, text_ids: ids, text_masks: masks, text_ids_mlm: None, mim_noise: None };
+    timed(repeats, || tch::no_grad(|| model.infer(&batch, &InferOptions::default()).map(|_| ())))
+}
+
+/// Workload 2: one pre-training step, MLM + MIM + ITM forward and backward, then AdamW.
+fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<Vec<f64>> {
+    let get = |n: &str| input(inputs, dir, &format!("train.{n}"));
+    let (image, ids, masks, ids_mlm, labels, itm_image, itm_labels, noise) =
+        (get("image")?, get("text_ids")?, get("text_masks")?, get("text_ids_mlm")?, get("text_labels_mlm")?, get("itm_image")?, get("itm_labels")?, get("mim_noise")?);
+    let batch = InferInput { image, text_ids: ids, text_masks: masks, text_ids_mlm: Some(ids_mlm), mim_noise: Some(noise) };
+    let opts = InferOptions { train: true, ..Default::default() };
+    let w = model.config.loss_names;
+    timed(repeats, || {
+        let mlm = compute_mlm(model, &batch, labels, &opts)?.loss;
+        let mim = compute_mim(model, &batch, &opts)?.loss;
+        let itm = compute_itm(model, &InferInput { image: itm_image, ..batch }, itm_labels, &opts)?.loss;
+        (mlm * w.mlm + mim * w.mim + itm * w.itm).backward();
+        opt.step(1.0);
+        opt.zero_grad();
+        Ok(())
+    })
+}
+
+/// Workload 3: retrieval scores of every (image, text) pair. Each image and each text is
+/// encoded once; only the fusion runs per pair. Score = `itm_head` match logit
+/// (`irtr_head` when the model has one).
+pub fn retrieval_scores(model: &M3aeTransformerSs, images: &Tensor, ids: &Tensor, masks: &Tensor) -> Result<Tensor> {
+    let (ni, nt) = (images.size()[0], ids.size()[0]);
+    let text_mask = crate::model::bert::extended_attention_mask(masks, Kind::Float);
+    let texts = model.encode_text(ids, &text_mask, false, None); // [T, L, H]
+    let (feats, _) = model.encode_image(images, None, None); // [I, Lv, H]
+    let (_, lv, h) = feats.size3().unwrap();
+    let rows = (0..ni)
+        .map(|i| {
+            let image = feats.get(i).unsqueeze(0).expand([nt, lv, h], false);
+            let fused = model.fuse(&texts, &text_mask, &image, &InferOptions::default(), None);
+            match (&model.irtr_head, &model.itm_head) {
+                (Some(irtr), _) => Ok(irtr.forward(&fused.cls_feats).select(1, 0)),
+                (None, Some(itm)) => Ok(itm.forward(&fused.cls_feats).select(1, 1)),
+                (None, None) => Err(Error::Config("retrieval needs itm_head or irtr_head (loss_names itm or irtr > 0)".into())),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&rows, 0)) // [I, T]
+}
+
+fn matmul_gflops() -> (Vec<f64>, f64) {
+    let n = 4096i64;
+    let a = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
+    let b = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
+    let runs = timed(3, || {
+        let _ = a.matmul(&b);
+        Ok(())
+    })
+    .expect("matmul cannot fail");
+    let gf = 2.0 * (n as f64).powi(3) / median(&runs) / 1e9;
+    (runs, gf)
+}
+
+/// Runs one workload on the weights and inputs of a `bench/upstream_bench.py prepare` folder.
+pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result<BenchReport> {
+    let mut report = BenchReport {
+        workload: workload.into(),
+        seconds: 0.0,
+        runs: vec![],
+        peak_rss_mb: 0.0,
+        gflops_per_s: None,
+        max_abs_diff_vs_upstream: None,
+        torch_threads: tch::get_num_threads(),
+        implementation: "rust (tch)",
+    };
+    if workload == "matmul" {
+        let (runs, gf) = matmul_gflops();
+        report.runs = runs;
+        report.gflops_per_s = Some(gf);
+    } else if workload == "load" {
+        // a ready model, then the timed part: read the checkpoint and copy it in
+        let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
+        let path = dir.join("state_dict.safetensors");
+        report.runs = timed(repeats, || load_state_dict(&loaded.vs, &read_safetensors(&path)?, &path).map(|_| ()))?;
+    } else {
+        let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
+        let inputs: StateDict = read_safetensors(&dir.join("inputs.safetensors"))?.into_iter().map(|(k, v)| (k, v.to_device(device))).collect();
+        let model = &loaded.model;
+        report.runs = match workload {
+            "infer" => infer(model, &inputs, dir, repeats)?,
+            "train" => train_step(model, &mut AdamW::new(&loaded.vs, &model.config), &inputs, dir, repeats)?,
+            "retrieval" => {
+                let (images, ids, masks) = (input(&inputs, dir, "retrieval.images")?, input(&inputs, dir, "retrieval.text_ids")?, input(&inputs, dir, "retrieval.text_masks")?);
+                let mut scores = None;
+                let runs = timed(repeats, || {
+                    scores = Some(tch::no_grad(|| retrieval_scores(model, images, ids, masks))?);
+                    Ok(())
+                })?;
+                let scores = scores.expect("timed runs at least once");
+                write_safetensors(&dir.join("retrieval_scores_rust.safetensors"), [("scores", &scores)])?;
+                let upstream = dir.join("retrieval_scores_upstream.safetensors");
+                if upstream.is_file() {
+                    let up = read_safetensors(&upstream)?;
+                    let u = up.get("scores").ok_or_else(|| Error::MissingTensor { path: upstream.clone(), key: "scores".into() })?;
+                    let rows = u.size()[0];
+                    let diff = (scores.narrow(0, 0, rows).to_device(Device::Cpu) - u).abs().max();
+                    report.max_abs_diff_vs_upstream = Some(f64::try_from(diff)?);
+                }
+                runs
+            }
+            other => return Err(Error::input("workload", format!("`{other}` is not one of infer, train, retrieval, load, matmul"))),
+        };
+    }
+    report.seconds = median(&report.runs);
+    report.peak_rss_mb = peak_rss_mb();
+    Ok(report)
+}
