@@ -160,6 +160,14 @@ fn bad_input_is_an_error_not_a_panic() {
     let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
     let e = m.infer(&input, &InferOptions { mask_text: true, ..Default::default() }).unwrap_err();
     assert!(e.to_string().contains("text_ids_mlm"), "{e}");
+    let too_big = b.ids.shallow_clone() + 1000;
+    let bad_ids = InferInput { text_ids: &too_big, ..input };
+    let e = m.infer(&bad_ids, &InferOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("outside the vocabulary"), "{e}");
+    let long = Tensor::ones([2, 20], (Kind::Int64, Device::Cpu));
+    let too_long = InferInput { text_ids: &long, text_masks: &long, ..input };
+    let e = m.infer(&too_long, &InferOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("position embeddings"), "{e}");
     let noise = Tensor::zeros([2, 5], (Kind::Float, Device::Cpu));
     let input = InferInput { mim_noise: Some(&noise), ..input };
     let e = m.infer(&input, &InferOptions { mask_image: true, ..Default::default() }).unwrap_err();

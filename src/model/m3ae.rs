@@ -206,6 +206,21 @@ impl M3aeTransformerSs {
         if img.len() != 4 || img[0] != ids[0] || img[1] != 3 || img[2] != s || img[3] != s {
             return Err(Error::input("image", format!("expected [{}, 3, {s}, {s}], got {img:?}", ids[0])));
         }
+        let text = &self.language_encoder.config;
+        if ids[1] + 1 >= text.max_position_embeddings {
+            return Err(Error::input("text_ids", format!("{} tokens need more than the {} position embeddings", ids[1], text.max_position_embeddings)));
+        }
+        for (name, t) in [("text_ids", Some(input.text_ids)), ("text_ids_mlm", input.text_ids_mlm)] {
+            if let Some(t) = t.filter(|t| t.numel() > 0) {
+                let (lo, hi) = (i64::try_from(t.min())?, i64::try_from(t.max())?);
+                if lo < 0 || hi >= text.vocab_size {
+                    return Err(Error::input(name, format!("ids span {lo}..={hi}, outside the vocabulary of {}", text.vocab_size)));
+                }
+            }
+        }
+        if !(0..2).contains(&opts.image_token_type_idx) {
+            return Err(Error::input("image_token_type_idx", format!("{} is not 0 or 1", opts.image_token_type_idx)));
+        }
         if opts.mask_text && input.text_ids_mlm.map(|t| t.size() != ids).unwrap_or(true) {
             return Err(Error::input("text_ids_mlm", format!("mask_text needs masked ids of shape {ids:?}")));
         }
