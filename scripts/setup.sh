@@ -13,7 +13,7 @@ if [ ! -f "$stamp" ]; then
   mkdir -p "$cache"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION" numpy safetensors pillow
+  "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION" numpy safetensors pillow pyarrow pandas "torchvision==0.26.0" pydicom
   "$venv/bin/python" -c "import torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"
   touch "$stamp"
 fi

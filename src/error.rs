@@ -35,6 +35,18 @@ pub enum Error {
 
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+
+    #[error("image {name}: {reason}")]
+    Image { name: String, reason: String },
+
+    #[error("{path}: column `{column}`: {reason}")]
+    Dataset { path: PathBuf, column: String, reason: String },
+
+    #[error("{path}: tokenizer: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+
+    #[error("{path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,2 +1,15 @@
 //! The input pipeline: upstream's Arrow datasets, the RoBERTa tokenizer, image transforms,
 //! MLM masking and batching.
+pub mod arrow;
+pub mod bench;
+pub mod check;
+pub mod collate;
+pub mod dataset;
+pub mod image_io;
+pub mod loader;
+pub mod mlm;
+pub mod preprocess_set;
+pub mod randaug;
+pub mod resize;
+pub mod tokenizer;
+pub mod transforms;

@@ -1,0 +1,182 @@
+//! Typed column access to upstream's Arrow IPC files (`pa.RecordBatchFileWriter` from pandas).
+//!
+//! Every accessor checks the column's presence and type and returns one value per row, or an
+//! error naming the file, the column, and (for bad values) the row.
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatch};
+use arrow_ipc::reader::FileReader;
+use arrow_schema::DataType;
+
+use crate::{Error, Result};
+
+/// All record batches of one Arrow IPC file.
+pub struct ArrowFile {
+    /// The file read.
+    pub path: PathBuf,
+    batches: Vec<RecordBatch>,
+    /// `(batch, row within batch)` of each table row.
+    rows: Vec<(usize, usize)>,
+}
+
+impl ArrowFile {
+    /// Reads every record batch of `path`.
+    pub fn open(path: &Path) -> Result<ArrowFile> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| Error::Dataset {
+            path: path.to_path_buf(),
+            column: "*".into(),
+            reason: format!("not an Arrow IPC file: {e}"),
+        })?;
+        let mut batches = Vec::new();
+        let mut rows = Vec::new();
+        for (b, batch) in reader.enumerate() {
+            let batch = batch.map_err(|e| Error::Dataset {
+                path: path.to_path_buf(),
+                column: "*".into(),
+                reason: format!("record batch {b}: {e}"),
+            })?;
+            rows.extend((0..batch.num_rows()).map(|r| (b, r)));
+            batches.push(batch);
+        }
+        Ok(ArrowFile { path: path.to_path_buf(), batches, rows })
+    }
+
+    /// Number of table rows.
+    pub fn num_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// An error about `column` of this file.
+    pub fn error(&self, column: &str, reason: impl Into<String>) -> Error {
+        Error::Dataset { path: self.path.clone(), column: column.into(), reason: reason.into() }
+    }
+
+    /// The chunks of `column`, one per record batch.
+    fn chunks(&self, column: &str) -> Result<Vec<&ArrayRef>> {
+        self.batches
+            .iter()
+            .map(|b| b.column_by_name(column).ok_or_else(|| self.error(column, "missing")))
+            .collect()
+    }
+
+    /// The type of `column`, or an error when it is absent.
+    pub fn data_type(&self, column: &str) -> Result<DataType> {
+        match self.batches.first() {
+            Some(b) => {
+                let field = b.schema().field_with_name(column).map_err(|_| self.error(column, "missing"))?.clone();
+                Ok(field.data_type().clone())
+            }
+            None => Err(self.error(column, "file has no record batches")),
+        }
+    }
+
+    /// Encoded bytes of the image at `row` of a binary `column`.
+    pub fn binary(&self, column: &str, row: usize) -> Result<&[u8]> {
+        let &(b, r) = self.rows.get(row).ok_or_else(|| self.error(column, format!("row {row} out of range")))?;
+        let array = self.batches[b].column_by_name(column).ok_or_else(|| self.error(column, "missing"))?;
+        if array.is_null(r) {
+            return Err(self.error(column, format!("row {row} is null")));
+        }
+        match array.data_type() {
+            DataType::Binary => Ok(array.as_binary::<i32>().value(r)),
+            DataType::LargeBinary => Ok(array.as_binary::<i64>().value(r)),
+            other => Err(self.error(column, format!("expected binary, found {other}"))),
+        }
+    }
+
+    /// Checks that `column` exists and holds binary values.
+    pub fn check_binary(&self, column: &str) -> Result<()> {
+        match self.data_type(column)? {
+            DataType::Binary | DataType::LargeBinary => Ok(()),
+            other => Err(self.error(column, format!("expected binary, found {other}"))),
+        }
+    }
+
+    /// A `list<string>` column as one `Vec<String>` per row (null rows are empty).
+    pub fn string_lists(&self, column: &str) -> Result<Vec<Vec<String>>> {
+        self.lists(column, |values, row| strings(self, column, values, row))
+    }
+
+    /// A `list<list<number>>` column as nested `f64`s per row.
+    pub fn number_list_lists(&self, column: &str) -> Result<Vec<Vec<Vec<f64>>>> {
+        self.lists(column, |values, row| {
+            let mut out = Vec::with_capacity(values.len());
+            for_each_list(values, &mut |inner| {
+                out.push(numbers(self, column, inner, row)?);
+                Ok(())
+            })
+            .map_err(|e| self.error(column, format!("row {row}: {e}")))?;
+            Ok(out)
+        })
+    }
+
+    /// A `list<number>` column as `f64`s per row.
+    pub fn number_lists(&self, column: &str) -> Result<Vec<Vec<f64>>> {
+        self.lists(column, |values, row| numbers(self, column, values, row))
+    }
+
+    /// A `list<T>` column as `Vec<_>` per row, each row's values converted by `convert`.
+    fn lists<T>(&self, column: &str, convert: impl Fn(&ArrayRef, usize) -> Result<T>) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(self.num_rows());
+        for chunk in self.chunks(column)? {
+            let mut row_values = |values: ArrayRef| -> Result<()> {
+                out.push(convert(&values, out.len())?);
+                Ok(())
+            };
+            match chunk.data_type() {
+                DataType::List(_) => list_rows(chunk.as_list::<i32>(), &mut row_values)?,
+                DataType::LargeList(_) => list_rows(chunk.as_list::<i64>(), &mut row_values)?,
+                other => return Err(self.error(column, format!("expected a list column, found {other}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Calls `f` with each row's values (an empty array for null rows).
+fn list_rows<O: OffsetSizeTrait>(
+    list: &GenericListArray<O>,
+    f: &mut dyn FnMut(ArrayRef) -> Result<()>,
+) -> Result<()> {
+    for row in 0..list.len() {
+        let values = if list.is_null(row) { list.values().slice(0, 0) } else { list.value(row) };
+        f(values)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with each element of a list array (a nested list level).
+fn for_each_list(values: &ArrayRef, f: &mut dyn FnMut(&ArrayRef) -> Result<()>) -> std::result::Result<(), String> {
+    let mut call = |v: ArrayRef| f(&v);
+    let result = match values.data_type() {
+        DataType::List(_) => list_rows(values.as_list::<i32>(), &mut call),
+        DataType::LargeList(_) => list_rows(values.as_list::<i64>(), &mut call),
+        other => return Err(format!("expected nested lists, found {other}")),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn strings(file: &ArrowFile, column: &str, values: &ArrayRef, row: usize) -> Result<Vec<String>> {
+    let get = |i: usize, s: &str| if values.is_null(i) { String::new() } else { s.to_string() };
+    match values.data_type() {
+        DataType::Utf8 => Ok(values.as_string::<i32>().iter().enumerate().map(|(i, s)| get(i, s.unwrap_or(""))).collect()),
+        DataType::LargeUtf8 => Ok(values.as_string::<i64>().iter().enumerate().map(|(i, s)| get(i, s.unwrap_or(""))).collect()),
+        other => Err(file.error(column, format!("row {row}: expected strings, found {other}"))),
+    }
+}
+
+fn numbers(file: &ArrowFile, column: &str, values: &ArrayRef, row: usize) -> Result<Vec<f64>> {
+    let out: Vec<Option<f64>> = match values.data_type() {
+        DataType::Int64 => values.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
+        DataType::Int32 => values.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Float64 => values.as_primitive::<Float64Type>().iter().collect(),
+        DataType::Float32 => values.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        other => return Err(file.error(column, format!("row {row}: expected numbers, found {other}"))),
+    };
+    out.into_iter().collect::<Option<Vec<f64>>>().ok_or_else(|| file.error(column, format!("row {row}: null value")))
+}

@@ -1,0 +1,268 @@
+//! Parallel batch loading: worker threads decode, transform, tokenize and collate whole
+//! batches; at most `prefetch` batches are in flight, and batches come out in order.
+//!
+//! Everything random (epoch shuffle, false draws, augmentation, MLM) is seeded from
+//! `(seed, epoch, batch number)`, so the output does not depend on the number of workers.
+//! A sample whose image cannot be decoded is left out of its batch, logged with
+//! `log::warn!` (file, sample index, table row, reason) and recorded in [`Loader::skipped`];
+//! an unreadable false image is redrawn. Upstream instead retries with a random other index.
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::collate::{Batch, Collator, Sample};
+use super::dataset::Dataset;
+use super::image_io::decode_rgba;
+use super::tokenizer::TextTokenizer;
+use super::transforms::Transform;
+use crate::{Error, Result};
+
+/// Attempts at drawing a readable false image before giving up on the sample.
+const FALSE_IMAGE_TRIES: usize = 10;
+
+/// Loader settings.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Shuffle the sample order each epoch.
+    pub shuffle: bool,
+    /// Base seed of every random draw.
+    pub seed: u64,
+    /// Worker threads.
+    pub workers: usize,
+    /// Batches in flight at most.
+    pub prefetch: usize,
+    /// False images per sample (ITM: 1).
+    pub draw_false_image: usize,
+    /// False texts per sample (IRTR training: 15).
+    pub draw_false_text: usize,
+    /// Drop a final incomplete batch.
+    pub drop_last: bool,
+}
+
+/// A sample left out because its image could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedImage {
+    /// The dataset file.
+    pub file: String,
+    /// Sample index.
+    pub index: usize,
+    /// Table row holding the image.
+    pub row: usize,
+    /// Decoder message.
+    pub reason: String,
+}
+
+/// What a worker needs to turn sample indices into a batch.
+struct Worker {
+    dataset: Arc<Dataset>,
+    tokenizer: Arc<TextTokenizer>,
+    transforms: Vec<Transform>,
+    collator: Arc<Collator>,
+    config: LoaderConfig,
+    skipped: Arc<Mutex<Vec<SkippedImage>>>,
+}
+
+impl Worker {
+    /// Decodes and transforms the image of table `row` with every transform.
+    fn images(&self, row: usize, rng: &mut ChaCha8Rng) -> Result<Vec<tch::Tensor>> {
+        let name = format!("{}, row {row}", self.dataset.table.path.display());
+        let img = decode_rgba(self.dataset.image_bytes(row)?, &name)?;
+        self.transforms.iter().map(|t| t.apply(&img, rng)).collect()
+    }
+
+    fn sample(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
+        let ds = &self.dataset;
+        let (row, j) = ds.index[index];
+        let images = self.images(row, rng)?;
+        let mut false_images = Vec::with_capacity(self.config.draw_false_image);
+        for _ in 0..self.config.draw_false_image {
+            let mut drawn = None;
+            for _ in 0..FALSE_IMAGE_TRIES {
+                let (false_row, _) = ds.index[rng.gen_range(0..ds.len())];
+                if let Ok(views) = self.images(false_row, rng) {
+                    drawn = Some(views);
+                    break;
+                }
+            }
+            false_images.push(drawn.ok_or_else(|| Error::Image {
+                name: ds.table.path.display().to_string(),
+                reason: format!("no readable false image in {FALSE_IMAGE_TRIES} draws"),
+            })?);
+        }
+        let false_texts = (0..self.config.draw_false_text)
+            .map(|_| self.tokenizer.encode(ds.text(rng.gen_range(0..ds.len()))))
+            .collect::<Result<_>>()?;
+        Ok(Sample {
+            index,
+            images,
+            false_images,
+            text: self.tokenizer.encode(ds.text(index))?,
+            false_texts,
+            vqa: ds.vqa.get(row).and_then(|r| r.get(j)).cloned(),
+            cls_label: ds.cls_labels.get(row).and_then(|r| r.get(j)).copied(),
+        })
+    }
+
+    /// Builds one batch; image failures skip the sample, other errors fail the batch.
+    fn batch(&self, indices: &[usize], mut rng: ChaCha8Rng) -> Result<Batch> {
+        let mut samples = Vec::with_capacity(indices.len());
+        for &index in indices {
+            match self.sample(index, &mut rng) {
+                Ok(s) => samples.push(s),
+                Err(Error::Image { reason, .. }) => {
+                    let skip = SkippedImage {
+                        file: self.dataset.table.path.display().to_string(),
+                        index,
+                        row: self.dataset.index[index].0,
+                        reason,
+                    };
+                    log::warn!("skipping unreadable image: {}, sample {}, row {}: {}", skip.file, skip.index, skip.row, skip.reason);
+                    self.skipped.lock().map_err(|_| Error::input("loader", "worker panicked"))?.push(skip);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if samples.is_empty() {
+            return Err(Error::input("batch", format!("every image of samples {indices:?} is unreadable")));
+        }
+        self.collator.collate(samples, &mut rng)
+    }
+}
+
+/// An in-order iterator over one epoch's batches, built by worker threads.
+pub struct Loader {
+    jobs: Option<Sender<(usize, Vec<usize>)>>,
+    results: Receiver<(usize, Result<Batch>)>,
+    batches: Vec<Vec<usize>>,
+    next_out: usize,
+    next_job: usize,
+    ready: BTreeMap<usize, Result<Batch>>,
+    prefetch: usize,
+    skipped: Arc<Mutex<Vec<SkippedImage>>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+fn batch_rng(seed: u64, epoch: u64, batch: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch.wrapping_mul(1 << 32).wrapping_add(batch as u64));
+    rng
+}
+
+impl Loader {
+    /// Starts the workers for `epoch` of `dataset`.
+    pub fn new(
+        dataset: Arc<Dataset>,
+        tokenizer: Arc<TextTokenizer>,
+        transforms: Vec<Transform>,
+        collator: Collator,
+        config: LoaderConfig,
+        epoch: u64,
+    ) -> Result<Loader> {
+        if config.batch_size == 0 || config.workers == 0 || config.prefetch == 0 || transforms.is_empty() {
+            return Err(Error::Config("loader: batch_size, workers, prefetch and transforms must be non-zero".into()));
+        }
+        let mut order: Vec<usize> = (0..dataset.len()).collect();
+        if config.shuffle {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ epoch.rotate_left(17)));
+        }
+        let mut batches: Vec<Vec<usize>> = order.chunks(config.batch_size).map(<[usize]>::to_vec).collect();
+        if config.drop_last && batches.last().is_some_and(|b| b.len() < config.batch_size) {
+            batches.pop();
+        }
+        let (job_tx, job_rx) = unbounded::<(usize, Vec<usize>)>();
+        let (result_tx, result_rx) = unbounded();
+        let skipped = Arc::new(Mutex::new(Vec::new()));
+        let worker = Arc::new(Worker {
+            dataset,
+            tokenizer,
+            transforms,
+            collator: Arc::new(collator),
+            config: config.clone(),
+            skipped: Arc::clone(&skipped),
+        });
+        let handles = (0..config.workers)
+            .map(|_| {
+                let (worker, jobs, results) = (Arc::clone(&worker), job_rx.clone(), result_tx.clone());
+                std::thread::spawn(move || {
+                    for (n, indices) in jobs {
+                        let batch = worker.batch(&indices, batch_rng(worker.config.seed, epoch, n));
+                        if results.send((n, batch)).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Ok(Loader {
+            jobs: Some(job_tx),
+            results: result_rx,
+            batches,
+            next_out: 0,
+            next_job: 0,
+            ready: BTreeMap::new(),
+            prefetch: config.prefetch,
+            skipped,
+            handles,
+        })
+    }
+
+    /// Number of batches in the epoch.
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether the epoch has no batches.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Samples left out so far because their image could not be decoded.
+    pub fn skipped(&self) -> Vec<SkippedImage> {
+        self.skipped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.next_out >= self.batches.len() {
+            return None;
+        }
+        let jobs = self.jobs.as_ref()?;
+        while self.next_job < self.batches.len() && self.next_job < self.next_out + self.prefetch {
+            let indices = std::mem::take(&mut self.batches[self.next_job]);
+            if jobs.send((self.next_job, indices)).is_err() {
+                return Some(Err(Error::input("loader", "worker threads stopped")));
+            }
+            self.next_job += 1;
+        }
+        while !self.ready.contains_key(&self.next_out) {
+            match self.results.recv() {
+                Ok((n, batch)) => {
+                    self.ready.insert(n, batch);
+                }
+                Err(_) => return Some(Err(Error::input("loader", "worker threads stopped"))),
+            }
+        }
+        let batch = self.ready.remove(&self.next_out);
+        self.next_out += 1;
+        batch
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Input pipeline tests: Pillow-exact decoding and CLIP transform against the goldens,
+//! tokenizer equality, MLM masking statistics, Arrow datasets, batching and `m3ae data check`.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use m3ae::data::check;
+use m3ae::data::collate::Collator;
+use m3ae::data::dataset::{Dataset, DatasetKind};
+use m3ae::data::image_io::{decode_rgba, open_rgba};
+use m3ae::data::loader::{Loader, LoaderConfig};
+use m3ae::data::mlm::{MaskingMode, MlmMasker, IGNORE_INDEX};
+use m3ae::data::preprocess_set;
+use m3ae::data::tokenizer::TextTokenizer;
+use m3ae::data::transforms::{clip_transform, Normalization, Transform, TransformKind};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixtures() -> PathBuf {
+    root().join("tests/fixtures/data")
+}
+
+fn goldens(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path).expect("golden safetensors").into_iter().collect()
+}
+
+/// Largest per-pixel difference in 0..=1 units (un-normalizing with the CLIP std).
+fn pixel_error(port: &Tensor, golden: &Tensor) -> f64 {
+    let std = Tensor::from_slice(&Normalization::CLIP.std).view([3, 1, 1]);
+    ((port - golden) * std).abs().max().double_value(&[])
+}
+
+fn toy_tokenizer(len: usize) -> TextTokenizer {
+    TextTokenizer::load(&root().join("parity/preprocess/toy-roberta-tokenizer.json"), len).expect("toy tokenizer")
+}
+
+#[test]
+fn preprocess_set_matches_every_golden() {
+    let dir = root().join("parity/preprocess");
+    let port = preprocess_set::compute(&dir).expect("compute");
+    let golden = goldens(&dir.join("goldens.safetensors"));
+    assert_eq!(port.keys().collect::<Vec<_>>(), golden.keys().collect::<Vec<_>>(), "tensor names");
+    for (name, g) in &golden {
+        let p = &port[name];
+        assert_eq!(p.size(), g.size(), "{name}: shape");
+        assert_eq!(p.kind(), g.kind(), "{name}: dtype");
+        if name.starts_with("clip.") {
+            let err = pixel_error(p, g);
+            println!("{name}: max pixel error {:.3}/255", err * 255.0);
+            assert!(err <= 2.0 / 255.0, "{name}: max pixel error {err}");
+        } else {
+            assert!(p.equal(g), "{name}: not equal\nport {p}\ngolden {g}");
+        }
+    }
+}
+
+#[test]
+fn model_sets_pre_clip_transform() {
+    for set in ["tiny-a", "tiny-b"] {
+        let dir = root().join("parity").join(set);
+        let golden = goldens(&dir.join("goldens.safetensors"));
+        let g = &golden["pre.clip_transform"];
+        let p = clip_transform(&dir.join("sample.png"), g.size()[1]).expect("clip_transform");
+        let err = pixel_error(&p, g);
+        println!("{set} pre.clip_transform: max pixel error {:.3}/255", err * 255.0);
+        assert!(err <= 2.0 / 255.0, "{set}: {err}");
+    }
+}
+
+#[test]
+fn decoders_match_pillow_rgba() {
+    let dir = fixtures().join("images");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let entries = manifest.as_object().unwrap();
+    assert!(entries.len() >= 9);
+    for (name, info) in entries {
+        let img = open_rgba(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = std::fs::read(dir.join(format!("{name}.rgba"))).unwrap();
+        let size: Vec<u64> = info["size"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!([u64::from(img.width()), u64::from(img.height())], [size[0], size[1]], "{name}: size");
+        let diff = img.as_raw().iter().zip(&expected).filter(|(a, b)| a != b).count();
+        assert_eq!(diff, 0, "{name} ({}): {diff} bytes differ from Pillow", info["pil_mode"]);
+    }
+}
+
+#[test]
+fn refuses_absurd_dimensions_and_garbage() {
+    let mut jpeg = std::fs::read(fixtures().join("images/ihc_420.jpg")).unwrap();
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("SOF0");
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+    let err = decode_rgba(&jpeg, "huge.jpg").unwrap_err().to_string();
+    assert!(err.contains("huge.jpg") && err.contains("60000x60000"), "{err}");
+    let err = decode_rgba(b"plain text", "notes.txt").unwrap_err().to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    let png = std::fs::read(fixtures().join("images/ihc.png")).unwrap();
+    assert!(decode_rgba(&png[..png.len() / 2], "half.png").is_err());
+}
+
+/// Reference DICOM rendering from pydicom in the project venv: modality LUT, then the file's
+/// linear window, or min-max without one.
+fn pydicom_reference(name: &str, out: &Path) -> PathBuf {
+    let script = r#"
+import sys, numpy as np, pydicom, shutil
+from pydicom.data import get_testdata_file
+src = get_testdata_file(sys.argv[1]); shutil.copy(src, sys.argv[2] + ".dcm")
+ds = pydicom.dcmread(src)
+x = ds.pixel_array.astype(np.float64) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+if "WindowCenter" in ds:
+    c, w = float(ds.WindowCenter), float(ds.WindowWidth)
+    y = np.clip(((x - (c - 0.5)) / (w - 1) + 0.5) * 255, 0, 255)
+else:
+    y = (x - x.min()) / (x.max() - x.min()) * 255
+open(sys.argv[2] + ".grey", "wb").write(np.round(y).astype(np.uint8).tobytes())
+"#;
+    let python = root().join(".venv/bin/python");
+    let status = Command::new(&python).args(["-c", script, name]).arg(out).status().expect("run the venv python (scripts/setup.sh)");
+    assert!(status.success(), "pydicom reference for {name} (pip install pydicom)");
+    out.to_path_buf()
+}
+
+#[test]
+fn dicom_applies_rescale_and_window() {
+    let tmp = std::env::temp_dir().join(format!("m3ae-dicom-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for name in ["MR_small.dcm", "CT_small.dcm"] {
+        let base = pydicom_reference(name, &tmp.join(name));
+        let img = open_rgba(&base.with_extension("dcm.dcm")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = std::fs::read(base.with_extension("dcm.grey")).unwrap();
+        assert_eq!(img.pixels().len(), expected.len(), "{name}");
+        let max = img.pixels().zip(&expected).map(|(p, &e)| (i32::from(p[0]) - i32::from(e)).abs()).max().unwrap();
+        println!("{name}: max difference from pydicom {max}");
+        assert!(max <= 1, "{name}: max difference {max}");
+        assert!(img.pixels().all(|p| p[0] == p[1] && p[1] == p[2] && p[3] == 255));
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn vocab_merges_folder_equals_tokenizer_json() {
+    let folder = TextTokenizer::load(&fixtures().join("toy-bpe"), 16).unwrap();
+    let json = toy_tokenizer(16);
+    for text in ["Axial CT of the chest.", "", "   spaces   ", "a very long caption a very long caption a very long caption"] {
+        assert_eq!(folder.encode(text).unwrap(), json.encode(text).unwrap(), "{text:?}");
+    }
+    // The toy vocabulary has no <mask>: it is appended, as RobertaTokenizerFast does.
+    assert_eq!((json.mask_id(), json.pad_id(), json.vocab_size()), (1000, 1, 1001));
+    let err = TextTokenizer::load(&fixtures().join("images"), 16).err().expect("no tokenizer there").to_string();
+    assert!(err.contains("vocab.json"), "{err}");
+}
+
+fn encodings(len: usize) -> Vec<m3ae::data::tokenizer::Encoding> {
+    let tok = toy_tokenizer(len);
+    let texts = ["Axial CT of the chest shows a nodule in the right upper lobe.", "no acute abnormality", "", "MRI T2 weighted lesion (arrow) see Fig. 3b; size 14mm"];
+    texts.iter().map(|t| tok.encode(t).unwrap()).collect()
+}
+
+/// Counts (selected, real tokens, <mask>, kept) over many draws; asserts specials never move.
+fn masking_counts(mode: MaskingMode, len: usize, draws: usize) -> [f64; 4] {
+    let encs = encodings(len);
+    let masker = MlmMasker { probability: 0.15, mode, mask_id: 1000, vocab_size: 1001 };
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut counts = [0f64; 4];
+    for _ in 0..draws {
+        for enc in &encs {
+            let m = masker.mask(enc, &mut rng);
+            for i in 0..len {
+                let special = enc.special_tokens_mask[i] == 1 || enc.attention_mask[i] == 0;
+                if special {
+                    assert_eq!((m.ids[i], m.labels[i]), (enc.input_ids[i], IGNORE_INDEX), "special/pad at {i} touched");
+                    continue;
+                }
+                counts[1] += 1.0;
+                if m.labels[i] != IGNORE_INDEX {
+                    assert_eq!(m.labels[i], enc.input_ids[i]);
+                    counts[0] += 1.0;
+                    counts[2] += f64::from(u8::from(m.ids[i] == 1000));
+                    counts[3] += f64::from(u8::from(m.ids[i] == enc.input_ids[i]));
+                } else {
+                    assert_eq!(m.ids[i], enc.input_ids[i]);
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// Asserts `k / n ≈ p` within 5 binomial standard deviations.
+fn assert_rate(k: f64, n: f64, p: f64, what: &str) {
+    let sd = (p * (1.0 - p) / n).sqrt();
+    println!("{what}: {:.4} (expected {p:.4} ± {:.4})", k / n, 5.0 * sd);
+    assert!((k / n - p).abs() <= 5.0 * sd, "{what}: {} vs {p}", k / n);
+}
+
+#[test]
+fn mlm_whole_word_rates() {
+    let [selected, real, masked, kept] = masking_counts(MaskingMode::WholeWord, 32, 3000);
+    // Whole words can undershoot the target by a partial word; the toy BPE words are mostly one token.
+    assert!((selected / real - 0.15).abs() < 0.03, "selected {}", selected / real);
+    assert_rate(masked, selected, 0.8, "<mask> share");
+    // Kept: 10% by choice plus random draws that hit the same id (1/1001 of 10%).
+    assert_rate(kept, selected, 0.1 + 0.1 / 1001.0, "kept share");
+}
+
+#[test]
+fn mlm_upstream_rates() {
+    // Upstream draws round(0.15 · L) of all L positions, then drops specials and padding.
+    let len = 32;
+    let encs = encodings(len);
+    let real_share: f64 = encs.iter().map(|e| e.attention_mask.iter().sum::<i64>() as f64 - 2.0).sum::<f64>()
+        / (encs.len() * len) as f64;
+    let [selected, real, masked, _] = masking_counts(MaskingMode::Upstream, len, 3000);
+    let draws = 3000.0 * encs.len() as f64;
+    assert_rate(selected, draws * len as f64, 5.0 / len as f64 * real_share, "selected per position");
+    assert_rate(masked, selected, 0.8, "<mask> share");
+    assert!(real > 0.0);
+}
+
+#[test]
+fn arrow_datasets_index_one_sample_per_text() {
+    let dir = fixtures().join("arrow");
+    let roco = Dataset::open(&dir.join("roco_train.arrow"), "p_meth_label").unwrap();
+    assert_eq!((roco.kind, roco.table.num_rows(), roco.len()), (DatasetKind::Pretrain, 4, 5));
+    assert_eq!(roco.index[..3], [(0, 0), (0, 1), (1, 0)]);
+    assert_eq!(roco.text(2), "");
+    let vqa = Dataset::open(&dir.join("vqa_vqa_rad_train.arrow"), "p_meth_label").unwrap();
+    assert_eq!((vqa.kind, vqa.len(), vqa.text(1)), (DatasetKind::Vqa, 3, "where is the lesion?"));
+    assert_eq!((vqa.vqa[0][1].labels.clone(), vqa.vqa[0][1].answer_type), (vec![3], 1));
+    assert_eq!(vqa.label_range(), Some((0, 3)));
+    let cls = Dataset::open(&dir.join("cls_melinda_train.arrow"), "p_meth_label").unwrap();
+    assert_eq!((cls.len(), cls.cls_labels.clone()), (3, vec![vec![4], vec![2, 2]]));
+    let irtr = Dataset::open(&dir.join("irtr_roco_test.arrow"), "p_meth_label").unwrap();
+    assert_eq!((irtr.kind, irtr.len()), (DatasetKind::Irtr, 3));
+    let bad = Dataset::open(&dir.join("bad/roco_train.arrow"), "p_meth_label").err().unwrap().to_string();
+    assert!(bad.contains("bad/roco_train.arrow") && bad.contains("`caption`"), "{bad}");
+    let bad = Dataset::open(&dir.join("bad/vqa_slack_train.arrow"), "p_meth_label").err().unwrap().to_string();
+    assert!(bad.contains("`answer_scores`") && bad.contains("missing"), "{bad}");
+}
+
+fn loader(name: &str, workers: usize, config: impl Fn(&mut LoaderConfig)) -> Loader {
+    let ds = Arc::new(Dataset::open(&fixtures().join("arrow").join(name), "p_meth_label").unwrap());
+    let tok = Arc::new(toy_tokenizer(16));
+    let masker = MlmMasker { probability: 0.15, mode: MaskingMode::Upstream, mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
+    let mut cfg = LoaderConfig { batch_size: 2, shuffle: true, seed: 3, workers, prefetch: 2, draw_false_image: 1, draw_false_text: 0, drop_last: false };
+    config(&mut cfg);
+    let transforms = vec![Transform { kind: TransformKind::ClipRandAug, size: 32 }];
+    Loader::new(ds, tok, transforms, Collator { masker, vqa_label_size: 4 }, cfg, 0).unwrap()
+}
+
+#[test]
+fn loader_batches_are_reproducible_across_workers() {
+    let collect = |workers| -> Vec<(Vec<usize>, Tensor, Tensor)> {
+        loader("roco_train.arrow", workers, |_| {})
+            .map(|b| b.unwrap())
+            .map(|b| (b.indices.clone(), b.image[0].shallow_clone(), b.text.ids_mlm.shallow_clone()))
+            .collect()
+    };
+    let (one, three) = (collect(1), collect(3));
+    assert_eq!(one.len(), 3);
+    let mut seen: Vec<usize> = one.iter().flat_map(|b| b.0.clone()).collect();
+    seen.sort();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    for (a, b) in one.iter().zip(&three) {
+        assert_eq!(a.0, b.0);
+        assert!(a.1.equal(&b.1) && a.2.equal(&b.2));
+    }
+    let batch = loader("roco_train.arrow", 2, |_| {}).next().unwrap().unwrap();
+    assert_eq!(batch.image[0].size(), [2, 3, 32, 32]);
+    assert_eq!(batch.false_images[0][0].size(), [2, 3, 32, 32]);
+    let (itm_images, itm_labels) = batch.itm(&mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    assert_eq!((itm_images[0].size(), itm_labels.sum(tch::Kind::Int64).int64_value(&[])), (vec![2, 3, 32, 32], 1));
+}
+
+#[test]
+fn loader_skips_unreadable_images_and_builds_targets() {
+    let mut val = loader("roco_val.arrow", 2, |c| {
+        c.batch_size = 3;
+        c.draw_false_image = 0;
+    });
+    let batch = val.next().unwrap().unwrap();
+    assert_eq!(batch.indices, vec![0]);
+    let mut skipped: Vec<usize> = val.skipped().iter().map(|s| s.index).collect();
+    skipped.sort();
+    assert_eq!(skipped, vec![1, 2]);
+
+    let mut vqa = loader("vqa_vqa_rad_train.arrow", 1, |c| {
+        c.shuffle = false;
+        c.batch_size = 3;
+        c.draw_false_text = 2;
+    });
+    let b = vqa.next().unwrap().unwrap();
+    let targets = Tensor::from_slice(&[1f32, 0., 0., 0., 0., 0., 0., 1., 0., 0., 1., 0.]).view([3, 4]);
+    assert!(b.vqa_targets.as_ref().unwrap().equal(&targets));
+    assert_eq!(Vec::<i64>::try_from(b.answer_types.as_ref().unwrap()).unwrap(), vec![0, 1, 1]);
+    assert_eq!(b.irtr_text_ids().size(), [3, 3, 16]);
+    assert!(b.irtr_text_ids().select(1, 0).equal(&b.text.ids));
+}
+
+#[test]
+fn transforms_random_variants_only_for_train() {
+    assert_eq!(TransformKind::parse("clip_randaug").unwrap().for_split("val"), TransformKind::Clip);
+    assert_eq!(TransformKind::parse("clip_resizedcrop").unwrap().for_split("train"), TransformKind::ClipResizedCrop);
+    assert!(TransformKind::parse("clip_rand").is_err());
+    let img = open_rgba(&fixtures().join("images/ihc.png")).unwrap();
+    for key in ["clip_resizedcrop", "clip_randaug", "imagenet", "vit_randaug"] {
+        let t = Transform { kind: TransformKind::parse(key).unwrap(), size: 48 };
+        let a = t.apply(&img, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let b = t.apply(&img, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(a.size(), [3, 48, 48], "{key}");
+        assert!(a.equal(&b), "{key}: not reproducible");
+    }
+    let clip = Transform { kind: TransformKind::Clip, size: 48 }.apply(&img, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+    let differs = (0..8u64).any(|s| {
+        let t = Transform { kind: TransformKind::ClipRandAug, size: 48 };
+        !t.apply(&img, &mut ChaCha8Rng::seed_from_u64(s)).unwrap().equal(&clip)
+    });
+    assert!(differs, "RandAugment never changed the image");
+}
+
+#[test]
+fn data_check_reports_files_and_exit_codes() {
+    let dir = fixtures().join("arrow");
+    let report = check::check(&dir, &[]).unwrap();
+    let names: Vec<String> = report.files.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["roco_train.arrow", "roco_val.arrow", "vqa_vqa_rad_train.arrow", "cls_melinda_train.arrow", "irtr_roco_test.arrow"]);
+    let val = &report.files[1];
+    assert_eq!(val.unreadable.iter().map(|u| u.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(report.passed(false) && !report.passed(true));
+    assert_eq!(report.files[3].label_range, Some((2, 4)));
+    let bad = check::check(&dir.join("bad"), &[]).unwrap();
+    assert_eq!(bad.schema_errors.len(), 2);
+    assert!(!bad.passed(false));
+    assert!(check::check(&dir, &["nope".into()]).is_err());
+
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_m3ae")).args(args).output().unwrap();
+    let ok = run(&["data", "check", dir.to_str().unwrap(), "--datasets", "roco", "vqa_vqa_rad"]);
+    let table = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{table}");
+    assert!(table.contains("unreadable row 2") && !table.contains("cls_melinda"), "{table}");
+    assert_eq!(run(&["data", "check", dir.to_str().unwrap(), "--strict"]).status.code(), Some(1));
+    assert_eq!(run(&["data", "check", dir.join("bad").to_str().unwrap()]).status.code(), Some(1));
+}
