@@ -1,9 +1,70 @@
 //! `m3ae convert`
+use std::path::PathBuf;
+
+use m3ae::checkpoint::convert::{build_config, convert, parse_override, write_model_dir};
+use m3ae::checkpoint::sources::init_model;
+use m3ae::checkpoint::ModelWeights;
+use m3ae::Error;
 use tch::Device;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// `IN OUT_DIR`: IN is a Lightning .ckpt, a state dict, a {"state_dict"|"model": …} wrapper or a model folder.
+    /// With OUT_DIR alone, a fresh model is initialised (from --clip / --roberta where given), as upstream does
+    /// when `load_path` is empty.
+    #[arg(value_names = ["IN", "OUT_DIR"], num_args = 1..=2, required = true)]
+    paths: Vec<PathBuf>,
+    /// Target image size; the positional embedding is adapted to its grid.
+    #[arg(long)]
+    image_size: Option<i64>,
+    /// Config override `key=JSON` (e.g. `mim_layer=3`, `loss_names.vqa=1`); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Base config for a fresh model (default: upstream's defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// OpenAI CLIP weights (TorchScript `ViT-*.pt` or a state dict) for a fresh model's vision encoder.
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// Hugging Face RoBERTa folder (config.json + pytorch_model.bin or model.safetensors) for its language encoder.
+    #[arg(long)]
+    roberta: Option<PathBuf>,
+}
 
-pub fn run(_args: &Args, _device: Device) -> m3ae::Result<bool> {
-    Err(m3ae::Error::Config("`m3ae convert` is being written".into()))
+pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
+    let overrides = args.set.iter().map(|s| parse_override(s)).collect::<m3ae::Result<Vec<_>>>()?;
+    let (weights, out_dir) = match args.paths.as_slice() {
+        [input, out_dir] => {
+            if args.clip.is_some() || args.roberta.is_some() || args.config.is_some() {
+                return Err(Error::Config("--clip, --roberta and --config initialise a fresh model: give OUT_DIR only".into()));
+            }
+            (convert(input, out_dir, &overrides, args.image_size)?, out_dir)
+        }
+        [out_dir] => {
+            let base = match &args.config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                    Some(serde_json::from_str(&text).map_err(|source| Error::Json { path: p.clone(), source })?)
+                }
+                None => None,
+            };
+            let mut config = build_config(base, &overrides, args.image_size)?;
+            let (state_dict, report) = init_model(&mut config, args.clip.as_deref(), args.roberta.as_deref())?;
+            let weights = ModelWeights { config, state_dict, report };
+            write_model_dir(out_dir, &weights)?;
+            (weights, out_dir)
+        }
+        _ => return Err(Error::Config("expected `IN OUT_DIR` or `OUT_DIR`".into())),
+    };
+    let r = &weights.report;
+    println!(
+        "wrote {} ({} tensors): {} missing, {} unexpected, adapted {:?}, regenerated {:?}",
+        out_dir.display(),
+        weights.state_dict.len(),
+        r.missing.len(),
+        r.unexpected.len(),
+        r.adapted,
+        r.regenerated
+    );
+    Ok(true)
 }

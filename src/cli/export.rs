@@ -1,9 +1,19 @@
 //! `m3ae export`
+use std::path::PathBuf;
+
+use m3ae::checkpoint::export::export_model_dir;
 use tch::Device;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Model folder: model.safetensors + config.json (as `m3ae convert` writes it).
+    model_dir: PathBuf,
+    /// Output .ckpt: a Lightning-shaped torch.save zip that `torch.load(weights_only=True)` opens.
+    out: PathBuf,
+}
 
-pub fn run(_args: &Args, _device: Device) -> m3ae::Result<bool> {
-    Err(m3ae::Error::Config("`m3ae export` is being written".into()))
+pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
+    let n = export_model_dir(&args.model_dir, &args.out)?;
+    println!("wrote {} ({n} tensors)", args.out.display());
+    Ok(true)
 }

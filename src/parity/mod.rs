@@ -43,7 +43,7 @@ pub fn check_set_scaled(dir: &Path, device: Device, tol_scale: f64) -> Result<Pa
     let (computed, mut extra_rows) = if set.is_model_set() {
         model_set::compute(&set, device)?
     } else {
-        return Err(Error::Parity(format!("{}: preprocessing sets are not supported yet", dir.display())));
+        (crate::data::preprocess_set::compute(dir)?, Vec::new())
     };
     let mut rows = report::compare(&set.goldens, &computed, tol_scale);
     rows.append(&mut extra_rows);

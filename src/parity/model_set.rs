@@ -125,6 +125,11 @@ pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tens
         out.insert("loss.irtr".into(), r.loss);
     }
 
+    // the preprocessing golden of model sets: clip_transform(image_size) of sample.png
+    if set.manifest.tensors.contains_key("pre.clip_transform") {
+        out.insert("pre.clip_transform".into(), crate::data::transforms::clip_transform(&set.dir.join("sample.png"), c.image_size)?);
+    }
+
     // gradients of the pre-training total
     total.backward();
     out.insert("loss.pretrain_total".into(), total.detach());
