@@ -87,17 +87,6 @@ fn clip8(acc: i32) -> u8 {
     }
 }
 
-/// One weighted sum of four interleaved channels, started at Pillow's rounding offset.
-fn accumulate<'a>(pixels: impl Iterator<Item = (&'a [u8], i32)>) -> [u8; 4] {
-    let mut acc = [1i32 << (PRECISION_BITS - 1); 4];
-    for (px, w) in pixels {
-        for c in 0..4 {
-            acc[c] += i32::from(px[c]) * w;
-        }
-    }
-    acc.map(clip8)
-}
-
 /// Pillow's `RGBA → RGBa`: multiply colour by alpha with `MULDIV255` rounding.
 fn premultiply(img: &mut RgbaImage) {
     for px in img.pixels_mut() {
@@ -121,60 +110,89 @@ fn unpremultiply(img: &mut RgbaImage) {
     }
 }
 
-/// Resamples the whole of `img` (already premultiplied) to `width × height`.
-fn resample(img: &RgbaImage, width: u32, height: u32) -> RgbaImage {
-    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
-    let (out_w, out_h) = (width as usize, height as usize);
-    let horiz = Taps::new(in_w, 0.0, in_w as f64, out_w);
-    let vert = Taps::new(in_h, 0.0, in_h as f64, out_h);
-    let src = img.as_raw();
+/// A sub-rectangle of the resized image: `(left, top, width, height)` in output pixels.
+pub type Window = (u32, u32, u32, u32);
 
-    // Horizontal pass over only the rows the vertical pass reads: [first_row, last_row).
-    let (first_row, last_row) = match (vert.bounds.first(), vert.bounds.last()) {
-        (Some(&(first, _)), Some(&(start, count))) => (first, start + count),
-        _ => (0, 0),
+/// Resamples `img` (already premultiplied) to `width × height` and returns only `window` of it.
+/// Output pixels are independent, so each equals Pillow's full resize at that position.
+fn resample(img: &RgbaImage, width: u32, height: u32, window: Window) -> RgbaImage {
+    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
+    let (x0, y0, cw, ch) = (window.0 as usize, window.1 as usize, window.2 as usize, window.3 as usize);
+    let src = img.as_raw();
+    let need_vertical = height as usize != in_h;
+    let vert = need_vertical.then(|| Taps::new(in_h, 0.0, in_h as f64, height as usize));
+    // Input rows feeding the window: [first_row, last_row).
+    let (first_row, last_row) = match &vert {
+        Some(v) => (v.bounds[y0].0, (y0..y0 + ch).map(|y| v.bounds[y].0 + v.bounds[y].1).max().unwrap_or(0)),
+        None => (y0, y0 + ch),
     };
-    let (mid, mid_w, row_offset) = if out_w != in_w {
-        let rows = last_row - first_row;
-        let mut mid = vec![0u8; out_w * rows * 4];
-        for y in 0..rows {
-            let line = &src[(y + first_row) * in_w * 4..(y + first_row + 1) * in_w * 4];
-            for x in 0..out_w {
-                let (start, w) = horiz.at(x);
-                let px = (0..w.len()).map(|i| (&line[(start + i) * 4..(start + i) * 4 + 4], w[i]));
-                mid[(y * out_w + x) * 4..(y * out_w + x) * 4 + 4].copy_from_slice(&accumulate(px));
+    let rows = last_row.saturating_sub(first_row);
+    // Horizontal pass: [rows, cw, 4].
+    let mut mid = vec![0u8; rows * cw * 4];
+    if width as usize != in_w {
+        let horiz = Taps::new(in_w, 0.0, in_w as f64, width as usize);
+        for (r, out_line) in mid.chunks_exact_mut(cw * 4).enumerate() {
+            let line = &src[(first_row + r) * in_w * 4..(first_row + r + 1) * in_w * 4];
+            for (ox, out_px) in out_line.chunks_exact_mut(4).enumerate() {
+                let (start, weights) = horiz.at(x0 + ox);
+                let mut acc = [1i32 << (PRECISION_BITS - 1); 4];
+                for (px, &k) in line[start * 4..].chunks_exact(4).zip(weights) {
+                    for c in 0..4 {
+                        acc[c] += i32::from(px[c]) * k;
+                    }
+                }
+                for c in 0..4 {
+                    out_px[c] = clip8(acc[c]);
+                }
             }
         }
-        (mid, out_w, first_row)
     } else {
-        (src.clone(), in_w, 0)
-    };
-    if out_h == in_h {
-        return RgbaImage::from_raw(width, height, mid).unwrap_or_else(|| RgbaImage::new(width, height));
-    }
-    // [out_h, out_w, 4]
-    let mut out = vec![0u8; out_w * out_h * 4];
-    for y in 0..out_h {
-        let (start, w) = vert.at(y);
-        let start = start - row_offset;
-        for x in 0..mid_w {
-            let px = (0..w.len())
-                .map(|i| (&mid[((start + i) * mid_w + x) * 4..((start + i) * mid_w + x) * 4 + 4], w[i]));
-            out[(y * out_w + x) * 4..(y * out_w + x) * 4 + 4].copy_from_slice(&accumulate(px));
+        for (r, out_line) in mid.chunks_exact_mut(cw * 4).enumerate() {
+            let start = ((first_row + r) * in_w + x0) * 4;
+            out_line.copy_from_slice(&src[start..start + cw * 4]);
         }
     }
-    RgbaImage::from_raw(width, height, out).unwrap_or_else(|| RgbaImage::new(width, height))
+    let Some(vert) = vert else {
+        return RgbaImage::from_raw(cw as u32, ch as u32, mid).unwrap_or_else(|| RgbaImage::new(cw as u32, ch as u32));
+    };
+    // Vertical pass: [ch, cw, 4], accumulating whole rows.
+    let mut out = vec![0u8; ch * cw * 4];
+    let mut acc = vec![0i32; cw * 4];
+    for (oy, out_line) in out.chunks_exact_mut(cw * 4).enumerate() {
+        let (start, weights) = vert.at(y0 + oy);
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (k, &w) in weights.iter().enumerate() {
+            let row = &mid[(start - first_row + k) * cw * 4..(start - first_row + k + 1) * cw * 4];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * w;
+            }
+        }
+        for (o, &a) in out_line.iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    RgbaImage::from_raw(cw as u32, ch as u32, out).unwrap_or_else(|| RgbaImage::new(cw as u32, ch as u32))
 }
 
 /// `Image.resize((width, height), BICUBIC)` on an RGBA image, bit-exact with Pillow.
 /// Returns a copy when the size is unchanged, as Pillow does.
 pub fn resize_bicubic(img: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+    resize_bicubic_window(img, width, height, (0, 0, width, height))
+}
+
+/// `Image.resize((width, height), BICUBIC).crop(window)`, computing only the window's pixels.
+/// `window` must lie inside `width × height`.
+pub fn resize_bicubic_window(img: &RgbaImage, width: u32, height: u32, window: Window) -> RgbaImage {
     if img.dimensions() == (width, height) {
-        return img.clone();
+        return crop(img, window.0, window.1, window.2, window.3);
+    }
+    // Premultiplying is the identity on opaque images; skip both passes then.
+    if img.pixels().all(|p| p[3] == 255) {
+        return resample(img, width, height, window);
     }
     let mut pre = img.clone();
     premultiply(&mut pre);
-    let mut out = resample(&pre, width, height);
+    let mut out = resample(&pre, width, height, window);
     unpremultiply(&mut out);
     out
 }

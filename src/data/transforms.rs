@@ -14,7 +14,7 @@ use tch::Tensor;
 
 use super::image_io::open_rgba;
 use super::randaug::RandAugment;
-use super::resize::{crop, resize_bicubic};
+use super::resize::{crop, resize_bicubic, resize_bicubic_window};
 use crate::{Error, Result};
 
 /// Per-channel mean and std applied after ToTensor.
@@ -111,13 +111,14 @@ impl Transform {
             return Err(Error::Config("transform size must be positive".into()));
         }
         let cropped = match self.kind {
-            TransformKind::Clip => center_crop(&resize_short_side(img, size), size),
-            TransformKind::ClipResizedCrop => center_crop(&random_resized_crop(img, size, rng), size),
+            TransformKind::Clip => resize_center_crop(img, size),
+            // RandomResizedCrop already yields S × S, so the CenterCrop(S) after it is the identity.
+            TransformKind::ClipResizedCrop => random_resized_crop(img, size, rng),
             TransformKind::ClipRandAug | TransformKind::ImageNetRandAug | TransformKind::VitRandAug => {
                 let augmented = RandAugment::UPSTREAM.apply(&opaque(img), rng);
-                center_crop(&resize_short_side(&augmented, size), size)
+                resize_center_crop(&augmented, size)
             }
-            TransformKind::ImageNet | TransformKind::Vit => center_crop(&resize_short_side(&opaque(img), size), size),
+            TransformKind::ImageNet | TransformKind::Vit => resize_center_crop(&opaque(img), size),
         };
         Ok(to_tensor(&cropped, self.kind.normalization()))
     }
@@ -137,21 +138,16 @@ fn opaque(img: &RgbaImage) -> RgbaImage {
     out
 }
 
-/// torchvision `Resize(S)`: short side S, long side `int(S * long / short)`.
-pub fn resize_short_side(img: &RgbaImage, size: u32) -> RgbaImage {
+/// torchvision `Resize(S)` then `CenterCrop(S)`: short side S, long side
+/// `int(S * long / short)`, crop offset `int(round((len - S) / 2))` with Python's
+/// round-half-to-even. Only the cropped pixels are computed.
+pub fn resize_center_crop(img: &RgbaImage, size: u32) -> RgbaImage {
     let (w, h) = img.dimensions();
     let (short, long) = if w <= h { (w, h) } else { (h, w) };
     let new_long = (f64::from(size) * f64::from(long) / f64::from(short)) as u32;
     let (nw, nh) = if w <= h { (size, new_long) } else { (new_long, size) };
-    resize_bicubic(img, nw, nh)
-}
-
-/// torchvision `CenterCrop(S)` of an image at least S on both sides:
-/// `top = int(round((h - S) / 2))` with Python's round-half-to-even.
-pub fn center_crop(img: &RgbaImage, size: u32) -> RgbaImage {
-    let (w, h) = img.dimensions();
     let offset = |len: u32| (f64::from(len.saturating_sub(size)) / 2.0).round_ties_even() as u32;
-    crop(img, offset(w), offset(h), size.min(w), size.min(h))
+    resize_bicubic_window(img, nw, nh, (offset(nw), offset(nh), size.min(nw), size.min(nh)))
 }
 
 /// torchvision `RandomResizedCrop(S, scale=(0.9, 1.0), ratio=(3/4, 4/3))`, bicubic.
