@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Benchmark driver: the Rust port (`m3ae bench`) against upstream M3AE's PyTorch modules at the
+# paper's full pre-training size, workload by workload, each side in its own process.
+#
+# Usage: bench/run.sh [--upstream PATH] [--dir DIR] [--quick] [--workloads "infer train ..."]
+#                     [--threads N]
+#   --upstream   upstream M3AE checkout, the folder holding m3ae/ (default $M3AE_UPSTREAM or
+#                /tmp/m3ae-upstream)
+#   --dir        bench folder: `prepare` output + results/ (default /tmp/m3ae-bench)
+#   --quick      1 timed run per workload (matmul 3), retrieval on 2 of the 8 images (PyTorch)
+#   --workloads  subset, in the order given (default: infer train retrieval load matmul)
+#   --threads    intra-op threads of both sides (default 2; exported as OMP/MKL_NUM_THREADS
+#                and passed to the Python side as torch.set_num_threads)
+# Environment: PYTHON (default .venv/bin/python), M3AE_BIN (default target/release/m3ae),
+#   BENCH_TIMEOUT seconds per process (default 1800).
+# Writes DIR/results/{py,rust}_<workload>.{json,log,loadavg} and the Markdown table to
+# bench/latest.md (also printed).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+upstream="${M3AE_UPSTREAM:-/tmp/m3ae-upstream}"
+dir=/tmp/m3ae-bench
+quick=0
+workloads="infer train retrieval load matmul"
+threads=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --upstream) upstream="$2"; shift 2 ;;
+    --dir) dir="$2"; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --workloads) workloads="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+py="${PYTHON:-$root/.venv/bin/python}"
+bin="${M3AE_BIN:-$root/target/release/m3ae}"
+tmo="${BENCH_TIMEOUT:-1800}"
+script="$root/bench/upstream_bench.py"
+[ -d "$upstream/m3ae" ] || { echo "run.sh: no upstream checkout at $upstream (need $upstream/m3ae)" >&2; exit 2; }
+export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+
+# 1. Inputs, weights and checkpoint, once.
+need=(config.json state_dict.safetensors inputs.safetensors model.ckpt)
+missing=0
+for f in "${need[@]}"; do [ -s "$dir/$f" ] || missing=1; done
+if [ "$missing" = 1 ]; then
+  echo "== prepare -> $dir"
+  "$py" "$script" prepare --upstream "$upstream" --dir "$dir"
+else
+  echo "== prepare: $dir already has ${need[*]}; skipped"
+fi
+
+# 2. Each workload on both sides, alternating which side goes first.
+res="$dir/results"
+rm -rf "$res"
+mkdir -p "$res"
+have_rust=0
+if [ -x "$bin" ] && "$bin" bench --help >/dev/null 2>&1; then
+  have_rust=1
+else
+  echo "== WARNING: $bin has no 'bench' subcommand: PyTorch side only" >&2
+fi
+
+repeats_for() {  # workload -> timed runs
+  if [ "$quick" = 1 ]; then
+    case "$1" in matmul) echo 3 ;; *) echo 1 ;; esac
+  else
+    case "$1" in load|infer) echo 3 ;; train) echo 2 ;; retrieval) echo 1 ;; matmul) echo 5 ;; esac
+  fi
+}
+
+run_side() {  # side workload repeats
+  local side="$1" w="$2" n="$3" rc=0
+  local out="$res/${side}_$w.json" log="$res/${side}_$w.log"
+  cut -d' ' -f1 /proc/loadavg >"$res/${side}_$w.loadavg"
+  if [ "$side" = py ]; then
+    local extra=()
+    if [ "$w" = retrieval ] && [ "$quick" = 1 ]; then extra=(--pairs-images 2); fi
+    echo "== $w: PyTorch (repeats $n${extra[*]:+, ${extra[*]}})"
+    timeout "$tmo" "$py" "$script" run --upstream "$upstream" --dir "$dir" --workload "$w" \
+      --repeats "$n" --threads "$threads" --out "$out" "${extra[@]}" >"$log" 2>&1 || rc=$?
+  else
+    [ "$have_rust" = 1 ] || return 0
+    echo "== $w: Rust (repeats $n)"
+    timeout "$tmo" "$bin" bench --dir "$dir" --workload "$w" --repeats "$n" --out "$out" >"$log" 2>&1 || rc=$?
+  fi
+  if [ "$rc" != 0 ]; then
+    echo "   FAILED (exit $rc; see $log):" >&2
+    tail -n 5 "$log" | sed 's/^/   | /' >&2
+    rm -f "$out"
+  elif [ -s "$out" ]; then
+    "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("   %.3f s median, peak RSS %.0f MB" % (d["seconds"], d["peak_rss_mb"]))' "$out" || true
+  fi
+}
+
+i=0
+for w in $workloads; do
+  n="$(repeats_for "$w")"
+  if [ "$w" = retrieval ]; then  # score files of this run only
+    rm -f "$dir/retrieval_scores_upstream.safetensors" "$dir/retrieval_scores_rust.safetensors"
+  fi
+  if [ $((i % 2)) = 0 ]; then
+    run_side py "$w" "$n"; run_side rust "$w" "$n"
+  else
+    run_side rust "$w" "$n"; run_side py "$w" "$n"
+  fi
+  i=$((i + 1))
+done
+
+# 3. The table.
+echo
+report=(report --dir "$dir" --results "$res" --out "$root/bench/latest.md")
+[ "$quick" = 1 ] && report+=(--quick)
+"$py" "$script" "${report[@]}"
+echo "(written to bench/latest.md)"
