@@ -9,6 +9,9 @@ with the project venv: .venv/bin/python scripts/make_data_fixtures.py).
 - arrow/: upstream-shaped Arrow IPC files written like prepro/make_arrow.py (pandas frame ->
   pa.Table.from_pandas -> pa.RecordBatchFileWriter), one per dataset family, plus
   arrow/bad/ files with schema errors.
+- images/clip_goldens.safetensors: upstream's clip_transform(S) (torchvision Resize bicubic,
+  CenterCrop, RGB, ToTensor, Normalize) of each JPEG/TIFF/BMP fixture opened as RGBA, at
+  S = 64 and 97, named `clip.<file>.<S>`.
 - toy-bpe/: vocab.json + merges.txt of parity/preprocess/toy-roberta-tokenizer.json.
 """
 import io
@@ -62,6 +65,25 @@ def write_images():
             f.write(img.convert("RGBA").tobytes())
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
+    write_clip_goldens(out, [n for n in files if not n.endswith(".png")])
+
+
+def write_clip_goldens(out, names):
+    from safetensors.torch import save_file
+    from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
+
+    tensors = {}
+    for size in (64, 97):
+        transform = Compose([
+            Resize(size, interpolation=Image.BICUBIC),
+            CenterCrop(size),
+            lambda image: image.convert("RGB"),
+            ToTensor(),
+            Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+        ])
+        for name in names:
+            tensors[f"clip.{name}.{size}"] = transform(Image.open(os.path.join(out, name)).convert("RGBA")).contiguous()
+    save_file(tensors, os.path.join(out, "clip_goldens.safetensors"))
 
 
 def small_images():

@@ -52,7 +52,7 @@ fn preprocess_set_matches_every_golden() {
         assert_eq!(p.kind(), g.kind(), "{name}: dtype");
         if name.starts_with("clip.") {
             let err = pixel_error(p, g);
-            println!("{name}: max pixel error {:.3}/255", err * 255.0);
+            println!("{name}: max pixel error {:e} (x255: {:.3})", err, err * 255.0);
             assert!(err <= 2.0 / 255.0, "{name}: max pixel error {err}");
         } else {
             assert!(p.equal(g), "{name}: not equal\nport {p}\ngolden {g}");
@@ -68,8 +68,22 @@ fn model_sets_pre_clip_transform() {
         let g = &golden["pre.clip_transform"];
         let p = clip_transform(&dir.join("sample.png"), g.size()[1]).expect("clip_transform");
         let err = pixel_error(&p, g);
-        println!("{set} pre.clip_transform: max pixel error {:.3}/255", err * 255.0);
+        println!("{set} pre.clip_transform: max pixel error {:e}", err);
         assert!(err <= 2.0 / 255.0, "{set}: {err}");
+    }
+}
+
+#[test]
+fn clip_transform_of_jpeg_tiff_bmp_matches_torchvision() {
+    let dir = fixtures().join("images");
+    let golden = goldens(&dir.join("clip_goldens.safetensors"));
+    assert_eq!(golden.len(), 10);
+    for (name, g) in &golden {
+        let (file, size) = name.strip_prefix("clip.").unwrap().rsplit_once('.').unwrap();
+        let p = clip_transform(&dir.join(file), size.parse().unwrap()).unwrap();
+        let err = pixel_error(&p, g);
+        println!("{name}: max pixel error {:e} (x255: {:.3})", err, err * 255.0);
+        assert!(err <= 2.0 / 255.0, "{name}: {err}");
     }
 }
 
