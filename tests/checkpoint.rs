@@ -3,6 +3,7 @@
 //! converted and exported back; hostile inputs in `hostile`, the mutation loop in `fuzz`.
 /// The test modules under tests/checkpoint/.
 mod checkpoint {
+    mod bench;
     mod fuzz;
     mod hostile;
     pub mod util;

@@ -8,6 +8,7 @@
 //! - [`convert`]: Lightning / state-dict checkpoints → model weights (grid adaptation, report).
 //! - [`sources`]: upstream's initialisation sources (OpenAI CLIP TorchScript, HF RoBERTa).
 //! - [`export`]: a model folder → a `.ckpt` that `torch.load(weights_only=True)` opens.
+mod arena;
 pub mod convert;
 pub mod export;
 pub mod pickle;

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::arena::{Item, Node, Resolver};
 use super::tensor::{StorageRef, TensorRef};
-use super::value::{Opaque, Value};
+use super::value::Value;
 
 /// Deepest nesting accepted (real checkpoints nest under 20 levels; this keeps the
 /// recursive tree building well inside a 2 MiB thread stack).
@@ -16,34 +17,6 @@ pub const MAX_DEPTH: usize = 200;
 pub const MAX_MEMO: usize = 1 << 24;
 /// Budget for the decoded tree, in bytes (values plus string contents).
 pub const MAX_TREE_BYTES: usize = 1 << 30;
-
-/// A container in the arena.
-type NodeId = usize;
-
-/// A stack or memo entry: scalars inline, containers by arena index (shared like Python objects).
-#[derive(Debug, Clone)]
-enum Item {
-    None,
-    Bool(bool),
-    Int(i64),
-    BigInt(Rc<[u8]>),
-    Float(f64),
-    Str(Rc<str>),
-    Bytes(Rc<[u8]>),
-    Global(Rc<(String, String)>),
-    Node(NodeId),
-}
-
-/// A mutable container, or an object the VM built.
-#[derive(Debug)]
-enum Node {
-    List(Vec<Item>),
-    Tuple(Vec<Item>),
-    Dict(Vec<(Item, Item)>),
-    Object { class: String, args: Vec<Item>, state: Option<Item>, items: Vec<(Item, Item)>, elements: Vec<Item> },
-    Storage(StorageRef),
-    Tensor(TensorRef),
-}
 
 /// The pickle virtual machine over one byte buffer.
 struct Machine<'a> {
@@ -441,71 +414,5 @@ fn long_le(b: &[u8]) -> Item {
         Item::Int(i64::from_le_bytes(w))
     } else {
         Item::BigInt(b.into())
-    }
-}
-
-/// Turns arena items into an owned tree, refusing cycles, excess depth and excess size.
-struct Resolver<'a> {
-    arena: &'a [Node],
-    on_path: Vec<bool>,
-    budget: usize,
-}
-
-impl Resolver<'_> {
-    fn charge(&mut self, extra: usize) -> R<()> {
-        let cost = std::mem::size_of::<Value>() + extra;
-        self.budget = self.budget.checked_sub(cost).ok_or(format!("decoded pickle exceeds {MAX_TREE_BYTES} bytes (shared references expand too much)"))?;
-        Ok(())
-    }
-    fn list(&mut self, items: &[Item], depth: usize) -> R<Vec<Value>> {
-        items.iter().map(|i| self.value(i, depth + 1)).collect()
-    }
-    fn pairs(&mut self, items: &[(Item, Item)], depth: usize) -> R<Vec<(Value, Value)>> {
-        items.iter().map(|(k, v)| Ok((self.value(k, depth + 1)?, self.value(v, depth + 1)?))).collect()
-    }
-    fn value(&mut self, item: &Item, depth: usize) -> R<Value> {
-        if depth > MAX_DEPTH {
-            return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
-        }
-        let extra = match item {
-            Item::Str(s) => s.len(),
-            Item::Bytes(b) | Item::BigInt(b) => b.len(),
-            _ => 0,
-        };
-        self.charge(extra)?;
-        Ok(match item {
-            Item::None => Value::None,
-            Item::Bool(b) => Value::Bool(*b),
-            Item::Int(i) => Value::Int(*i),
-            Item::BigInt(b) => Value::BigInt(b.to_vec()),
-            Item::Float(f) => Value::Float(*f),
-            Item::Str(s) => Value::Str(s.to_string()),
-            Item::Bytes(b) => Value::Bytes(b.to_vec()),
-            Item::Global(g) => Value::Global { module: g.0.clone(), name: g.1.clone() },
-            Item::Node(id) => {
-                let id = *id;
-                if self.on_path[id] {
-                    return Err("self-referencing structure (a container holds itself)".into());
-                }
-                self.on_path[id] = true;
-                let arena = self.arena;
-                let v = match &arena[id] {
-                    Node::List(v) => Value::List(self.list(v, depth)?),
-                    Node::Tuple(v) => Value::Tuple(self.list(v, depth)?),
-                    Node::Dict(v) => Value::Dict(self.pairs(v, depth)?),
-                    Node::Storage(s) => return Err(format!("storage `{}` used outside a tensor", s.key)),
-                    Node::Tensor(t) => Value::Tensor(t.clone()),
-                    Node::Object { class, args, state, items, elements } => Value::Object(Box::new(Opaque {
-                        class: class.clone(),
-                        args: self.list(args, depth)?,
-                        state: state.as_ref().map(|s| self.value(s, depth + 1)).transpose()?,
-                        items: self.pairs(items, depth)?,
-                        elements: self.list(elements, depth)?,
-                    })),
-                };
-                self.on_path[id] = false;
-                v
-            }
-        })
     }
 }

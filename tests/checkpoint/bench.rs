@@ -1,0 +1,44 @@
+//! The Rust half of bench/load_checkpoint.sh (ignored unless asked for; prints, never asserts
+//! on time): a ready model loads the converted safetensors, and the .ckpt directly.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use m3ae::checkpoint::convert::read_checkpoint;
+use m3ae::checkpoint::safetensors_map::read_safetensors_mapped;
+use m3ae::config::M3aeConfig;
+use m3ae::weights::{load_state_dict, read_safetensors, StateDict};
+use m3ae::M3aeTransformerSs;
+use tch::{nn, Device};
+
+/// Runs `load` `runs` times into the ready model, printing each time; returns the best.
+fn time(label: &str, runs: usize, vs: &nn::VarStore, load: impl Fn() -> StateDict) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let sd = load();
+        load_state_dict(vs, &sd, std::path::Path::new(label)).unwrap();
+        drop(sd);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!("BENCH rust {label}: best of {runs} {best:.3} s");
+    best
+}
+
+#[test]
+#[ignore = "benchmark: run by bench/load_checkpoint.sh with M3AE_BENCH_DIR set"]
+fn bench_load_into_ready_model() {
+    let dir = PathBuf::from(std::env::var("M3AE_BENCH_DIR").expect("M3AE_BENCH_DIR"));
+    let conv = dir.join("converted");
+    let config = M3aeConfig::from_json_file(&conv.join("config.json")).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    M3aeTransformerSs::new(&vs.root(), &config).unwrap();
+    let runs = 3;
+    time("safetensors (mmap) + load_state_dict", runs, &vs, || read_safetensors_mapped(&conv.join("model.safetensors")).unwrap());
+    time("safetensors (weights::read_safetensors) + load_state_dict", runs, &vs, || read_safetensors(&conv.join("model.safetensors")).unwrap());
+    // the raw .ckpt through our reader (position_ids dropped, as convert does)
+    time(".ckpt (checkpoint reader) + load_state_dict", runs, &vs, || {
+        let mut sd = read_checkpoint(&dir.join("model.ckpt")).unwrap().0;
+        sd.remove("language_encoder.embeddings.position_ids");
+        sd
+    });
+}
