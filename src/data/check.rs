@@ -126,8 +126,8 @@ impl CheckReport {
                 let _ = writeln!(out, "  unreadable row {row}: {reason}");
             }
         }
-        for (path, error) in &self.schema_errors {
-            let _ = writeln!(out, "schema error: {}: {error}", path.display());
+        for (_, error) in &self.schema_errors {
+            let _ = writeln!(out, "schema error: {error}");
         }
         if self.files.is_empty() && self.schema_errors.is_empty() {
             let _ = writeln!(out, "no upstream Arrow files found");

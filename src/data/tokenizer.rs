@@ -45,7 +45,6 @@ pub struct Encoding {
 pub struct TextTokenizer {
     inner: Tokenizer,
     path: PathBuf,
-    max_len: usize,
     mask_id: i64,
     pad_id: i64,
 }
@@ -79,7 +78,7 @@ impl TextTokenizer {
         inner
             .with_truncation(Some(TruncationParams { max_length: max_len, ..TruncationParams::default() }))
             .map_err(|e| err(e.to_string()))?;
-        Ok(TextTokenizer { inner, path: path.to_path_buf(), max_len, mask_id, pad_id })
+        Ok(TextTokenizer { inner, path: path.to_path_buf(), mask_id, pad_id })
     }
 
     /// Tokenizes one text to exactly `max_len` tokens.
@@ -104,11 +103,6 @@ impl TextTokenizer {
             offsets: enc.get_offsets().iter().map(|&(s, e)| (s as i64, e as i64)).collect(),
             word_starts,
         })
-    }
-
-    /// Sequence length L of every encoding.
-    pub fn max_len(&self) -> usize {
-        self.max_len
     }
 
     /// Id of `<mask>`.

@@ -27,7 +27,8 @@ pub struct Normalization {
 }
 
 impl Normalization {
-    /// OpenAI CLIP's statistics.
+    /// OpenAI CLIP's statistics, written as upstream writes them.
+    #[allow(clippy::excessive_precision)]
     pub const CLIP: Normalization = Normalization {
         mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
         std: [0.268_629_54, 0.261_302_58, 0.275_777_11],
