@@ -335,6 +335,12 @@ fn transforms_random_variants_only_for_train() {
         !t.apply(&img, &mut ChaCha8Rng::seed_from_u64(s)).unwrap().equal(&clip)
     });
     assert!(differs, "RandAugment never changed the image");
+    // Extreme aspect ratios and tiny images: only the S × S window is resampled.
+    for (w, h) in [(1, 200_000), (300_000, 2), (1, 1)] {
+        let img = image::RgbaImage::from_pixel(w, h, image::Rgba([200, 100, 50, 255]));
+        let t = Transform { kind: TransformKind::Clip, size: 288 }.apply(&img, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        assert_eq!(t.size(), [3, 288, 288], "{w}x{h}");
+    }
 }
 
 #[test]

@@ -27,8 +27,12 @@ fn bicubic(x: f64) -> f64 {
 
 /// Fixed-point filter taps of one resampling pass: for each output position, the first input
 /// index and its integer weights (Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`).
+/// Only the output positions of a window are kept, so memory follows the window, not the
+/// (possibly huge) full output side.
 struct Taps {
-    /// `(first input index, tap count)` per output position.
+    /// First output position held.
+    first: usize,
+    /// `(first input index, tap count)` per held output position.
     bounds: Vec<(usize, usize)>,
     /// `ksize` weights per output position, zero-padded.
     weights: Vec<i32>,
@@ -37,16 +41,18 @@ struct Taps {
 }
 
 impl Taps {
-    /// Taps mapping input span `[in0, in1)` of an axis of length `in_size` onto `out_size` pixels.
-    fn new(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Taps {
+    /// Taps mapping input span `[in0, in1)` of an axis of length `in_size` onto `out_size`
+    /// pixels, for output positions `held`.
+    fn new(in_size: usize, in0: f64, in1: f64, out_size: usize, held: std::ops::Range<usize>) -> Taps {
         let scale = (in1 - in0) / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = BICUBIC_SUPPORT * filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * ksize];
+        let first = held.start;
+        let mut bounds = Vec::with_capacity(held.len());
+        let mut weights = vec![0i32; held.len() * ksize];
         let mut k = vec![0f64; ksize];
-        for xx in 0..out_size {
+        for xx in held {
             let center = in0 + (xx as f64 + 0.5) * scale;
             let ss = 1.0 / filterscale;
             // C's `(int)` truncates toward zero; negative starts are clamped to 0 right after.
@@ -58,7 +64,7 @@ impl Taps {
                 *w = bicubic((x as f64 + xmin as f64 - center + 0.5) * ss);
                 total += *w;
             }
-            let row = &mut weights[xx * ksize..xx * ksize + count];
+            let row = &mut weights[(xx - first) * ksize..(xx - first) * ksize + count];
             for (dst, &w) in row.iter_mut().zip(&k) {
                 let w = if total != 0.0 { w / total } else { w };
                 let fixed = w * f64::from(1u32 << PRECISION_BITS);
@@ -66,13 +72,14 @@ impl Taps {
             }
             bounds.push((xmin, count));
         }
-        Taps { bounds, weights, ksize }
+        Taps { first, bounds, weights, ksize }
     }
 
-    /// The `(first index, weights)` of output position `i`.
+    /// The `(first index, weights)` of output position `i` (a held one).
     fn at(&self, i: usize) -> (usize, &[i32]) {
-        let (start, count) = self.bounds[i];
-        (start, &self.weights[i * self.ksize..i * self.ksize + count])
+        let k = i - self.first;
+        let (start, count) = self.bounds[k];
+        (start, &self.weights[k * self.ksize..k * self.ksize + count])
     }
 }
 
@@ -118,19 +125,22 @@ pub type Window = (u32, u32, u32, u32);
 fn resample(img: &RgbaImage, width: u32, height: u32, window: Window) -> RgbaImage {
     let (in_w, in_h) = (img.width() as usize, img.height() as usize);
     let (x0, y0, cw, ch) = (window.0 as usize, window.1 as usize, window.2 as usize, window.3 as usize);
+    if cw == 0 || ch == 0 {
+        return RgbaImage::new(window.2, window.3);
+    }
     let src = img.as_raw();
     let need_vertical = height as usize != in_h;
-    let vert = need_vertical.then(|| Taps::new(in_h, 0.0, in_h as f64, height as usize));
+    let vert = need_vertical.then(|| Taps::new(in_h, 0.0, in_h as f64, height as usize, y0..y0 + ch));
     // Input rows feeding the window: [first_row, last_row).
     let (first_row, last_row) = match &vert {
-        Some(v) => (v.bounds[y0].0, (y0..y0 + ch).map(|y| v.bounds[y].0 + v.bounds[y].1).max().unwrap_or(0)),
+        Some(v) => (v.at(y0).0, (y0..y0 + ch).map(|y| v.at(y).0 + v.at(y).1.len()).max().unwrap_or(0)),
         None => (y0, y0 + ch),
     };
     let rows = last_row.saturating_sub(first_row);
     // Horizontal pass: [rows, cw, 4].
     let mut mid = vec![0u8; rows * cw * 4];
     if width as usize != in_w {
-        let horiz = Taps::new(in_w, 0.0, in_w as f64, width as usize);
+        let horiz = Taps::new(in_w, 0.0, in_w as f64, width as usize, x0..x0 + cw);
         for (r, out_line) in mid.chunks_exact_mut(cw * 4).enumerate() {
             let line = &src[(first_row + r) * in_w * 4..(first_row + r + 1) * in_w * 4];
             for (ox, out_px) in out_line.chunks_exact_mut(4).enumerate() {
