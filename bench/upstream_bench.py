@@ -517,14 +517,16 @@ def report(args):
         inf, mm = res[side]["infer"], res[side]["matmul"]
         if inf is None:
             continue
-        rate = inf.get("gflops_per_s")
-        if rate is None and inf.get("flops") and inf.get("seconds"):
-            rate = inf["flops"] / inf["seconds"] / 1e9
+        rate, flops, borrowed = inf.get("gflops_per_s"), inf.get("flops"), ""
+        if not flops and side == "rust" and res["py"]["infer"] and res["py"]["infer"].get("flops"):
+            # Same model and inputs: the PyTorch side's count applies to both.
+            flops, borrowed = res["py"]["infer"]["flops"], " (FLOPs as counted on the PyTorch side)"
+        if rate is None and flops and inf.get("seconds"):
+            rate = flops / inf["seconds"] / 1e9
         ceiling = mm and mm.get("gflops_per_s")
         pct = f" = {100 * rate / ceiling:.0f}% of its {ceiling:.0f} GFLOP/s matmul ceiling" if rate and ceiling else ""
-        flops = inf.get("flops")
         out.append(f"- infer ({name}): {fmt(flops and flops / 1e9, '.1f')} GFLOP per batch of "
-                   f"{inf.get('batch', INFER_BATCH)}, {fmt(rate, '.1f')} GFLOP/s{pct}.")
+                   f"{inf.get('batch', INFER_BATCH)}{borrowed}, {fmt(rate, '.1f')} GFLOP/s{pct}.")
     agree = retrieval_agreement(args.dir)
     if agree:
         out.append(f"- retrieval scores, Rust vs upstream over {agree['rows']}x{agree['cols']} pairs: max |diff| "
