@@ -21,7 +21,8 @@ pub struct BenchReport {
     pub seconds: f64,
     pub runs: Vec<f64>,
     pub peak_rss_mb: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Counted on the PyTorch side only (FlopCounterMode); null here.
+    pub flops: Option<f64>,
     pub gflops_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_abs_diff_vs_upstream: Option<f64>,
@@ -79,10 +80,7 @@ fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, di
         let mlm = compute_mlm(model, &batch, labels, &opts)?.loss;
         let mim = compute_mim(model, &batch, &opts)?.loss;
         let itm = compute_itm(model, &InferInput { image: itm_image, ..batch }, itm_labels, &opts)?.loss;
-        (mlm * w.mlm + mim * w.mim + itm * w.itm).backward();
-        opt.step(1.0);
-        opt.zero_grad();
-        Ok(())
+        opt.backward_step(&(mlm * w.mlm + mim * w.mim + itm * w.itm), 1.0)
     })
 }
 
@@ -129,6 +127,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result
         seconds: 0.0,
         runs: vec![],
         peak_rss_mb: 0.0,
+        flops: None,
         gflops_per_s: None,
         max_abs_diff_vs_upstream: None,
         torch_threads: tch::get_num_threads(),

@@ -73,25 +73,22 @@ impl AdamW {
         self.slots.iter().map(|s| (s.name.as_str(), s.group))
     }
 
-    /// One step with the gradients autograd left on the parameters; `lr_scale` is the
-    /// schedule's factor. Parameters without a gradient are skipped, as in PyTorch.
-    pub fn step(&mut self, lr_scale: f64) {
+    /// Backpropagates `loss` and takes one step. The gradients are returned by autograd
+    /// rather than accumulated into `.grad`, and dropped after the update: the memory
+    /// behaviour of PyTorch's `zero_grad(set_to_none=True)`. `lr_scale` is the schedule's
+    /// factor; parameters the loss does not reach are skipped, as in PyTorch.
+    pub fn backward_step(&mut self, loss: &Tensor, lr_scale: f64) -> Result<()> {
+        let params: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
+        let grads = Tensor::f_run_backward(&[loss], &params, false, false)?;
         let (b, e) = (self.betas, self.eps);
         tch::no_grad(|| {
-            for s in &mut self.slots {
-                let g = s.param.grad();
+            for (s, g) in self.slots.iter_mut().zip(grads) {
                 if g.defined() {
                     Self::update(s, &g, lr_scale, b, e);
                 }
             }
         });
-    }
-
-    /// Clears every optimized parameter's gradient.
-    pub fn zero_grad(&mut self) {
-        for s in &mut self.slots {
-            s.param.zero_grad();
-        }
+        Ok(())
     }
 
     /// One step with given gradients, by parameter name (the parity check feeds the golden ones).
