@@ -7,6 +7,7 @@
 //! - [`torch_file`]: a decoded archive and the state dicts in it.
 //! - [`convert`]: Lightning / state-dict checkpoints → model weights (grid adaptation, report).
 //! - [`sources`]: upstream's initialisation sources (OpenAI CLIP TorchScript, HF RoBERTa).
+//! - [`safetensors_map`]: safetensors read with one copy per tensor, or straight into a model.
 //! - [`export`]: a model folder → a `.ckpt` that `torch.load(weights_only=True)` opens.
 mod arena;
 pub mod convert;

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 use zip::{CompressionMethod, ZipArchive};
 
 use super::pickle;
@@ -36,8 +36,9 @@ impl TorchArchive {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only; a file truncated by another process while mapped can
-        // still fault, as with any memory-mapped reader.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // still fault, as with any memory-mapped reader. Pages are populated up front (one
+        // pass instead of a fault per page).
+        let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(|e| Error::io(path, e))?;
         let bad = |reason: String| Error::Checkpoint { path: path.into(), reason };
         if map.starts_with(&LEGACY_MAGIC) {
             return Err(bad("legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with torch >= 1.6 \
