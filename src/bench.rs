@@ -7,11 +7,12 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::{nn::Module, Device, Kind, Tensor};
 
+use crate::checkpoint::safetensors_map::SafetensorsFile;
 use crate::error::{Error, Result};
 use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
 use crate::train::objectives::{compute_itm, compute_mim, compute_mlm};
 use crate::train::optim::AdamW;
-use crate::weights::{load_model_folder, load_state_dict, read_safetensors, write_safetensors, StateDict};
+use crate::weights::{load_model_folder, read_safetensors, write_safetensors, StateDict};
 
 /// One workload's measurements, in the JSON shape both halves print.
 #[derive(Debug, Serialize)]
@@ -141,7 +142,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result
         // a ready model, then the timed part: read the checkpoint and copy it in
         let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
         let path = dir.join("state_dict.safetensors");
-        report.runs = timed(repeats, || load_state_dict(&loaded.vs, &read_safetensors(&path)?, &path).map(|_| ()))?;
+        report.runs = timed(repeats, || SafetensorsFile::open(&path)?.load_into(&loaded.vs).map(|_| ()))?;
     } else {
         let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
         let inputs: StateDict = read_safetensors(&dir.join("inputs.safetensors"))?.into_iter().map(|(k, v)| (k, v.to_device(device))).collect();

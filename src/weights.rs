@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use tch::{nn, Kind, Tensor};
 
 use crate::config::{M3aeConfig, TextEncoderConfig, VisionEncoderConfig};
@@ -25,21 +25,6 @@ pub struct LoadReport {
     pub regenerated: Vec<String>,
 }
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
-    Some(match dtype {
-        Dtype::F32 => Kind::Float,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::F64 => Kind::Double,
-        Dtype::I64 => Kind::Int64,
-        Dtype::I32 => Kind::Int,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::I8 => Kind::Int8,
-        Dtype::BOOL => Kind::Bool,
-        _ => return None,
-    })
-}
-
 fn dtype_of(kind: Kind) -> Option<Dtype> {
     Some(match kind {
         Kind::Float => Dtype::F32,
@@ -55,19 +40,10 @@ fn dtype_of(kind: Kind) -> Option<Dtype> {
     })
 }
 
-/// Reads every tensor of a safetensors file onto the CPU.
+/// Reads every tensor of a safetensors file onto the CPU, one copy per tensor, with the
+/// header validated first (names the file and tensor on any inconsistency).
 pub fn read_safetensors(path: &Path) -> Result<StateDict> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |reason: String| Error::Safetensors { path: path.into(), reason };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let mut out = StateDict::new();
-    for (name, view) in st.tensors() {
-        let kind = kind_of(view.dtype()).ok_or_else(|| bad(format!("tensor `{name}` has unsupported dtype {:?}", view.dtype())))?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        out.insert(name, t);
-    }
-    Ok(out)
+    crate::checkpoint::safetensors_map::SafetensorsFile::open(path)?.read_all()
 }
 
 /// Writes tensors (contiguous, CPU) to a safetensors file.

@@ -2,7 +2,7 @@
 //! by the port and lie within the tolerance of parity/FORMAT.md. Prints each set's table.
 use std::path::{Path, PathBuf};
 
-use m3ae::parity::{check_set, golden::GoldenSet};
+use m3ae::parity::{check_set_with, golden::GoldenSet, WeightsSource};
 use tch::Device;
 
 /// The sets this suite checks; `every_bundled_set_is_checked` keeps the list complete.
@@ -13,8 +13,12 @@ fn parity_dir() -> PathBuf {
 }
 
 fn check(name: &str) {
+    check_from(name, WeightsSource::StateDict)
+}
+
+fn check_from(name: &str, source: WeightsSource) {
     let dir = parity_dir().join(name);
-    let outcome = check_set(&dir, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let outcome = check_set_with(&dir, source, Device::Cpu, 1.0).unwrap_or_else(|e| panic!("{name}: {e}"));
     println!("{}", outcome.table());
     // every golden (inputs aside) has a row: none is skipped
     let golden = GoldenSet::load(&dir).unwrap();
@@ -36,6 +40,18 @@ fn tiny_a() {
 #[test]
 fn tiny_b() {
     check("tiny-b");
+}
+
+/// The same goldens with the model loaded from upstream's `model.ckpt` by our own reader
+/// (tiny-b: written at 48 px, adapted to 64 px as upstream loads it).
+#[test]
+fn tiny_a_from_checkpoint() {
+    check_from("tiny-a", WeightsSource::Checkpoint);
+}
+
+#[test]
+fn tiny_b_from_checkpoint() {
+    check_from("tiny-b", WeightsSource::Checkpoint);
 }
 
 #[test]

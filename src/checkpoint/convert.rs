@@ -172,7 +172,7 @@ pub fn load_model_source(path: &Path, overrides: &[(String, serde_json::Value)],
         let cfg_path = path.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let json = serde_json::from_str(&text).map_err(|source| Error::Json { path: cfg_path, source })?;
-        (super::safetensors_map::read_safetensors_direct(&path.join("model.safetensors"))?, Some(json))
+        (crate::weights::read_safetensors(&path.join("model.safetensors"))?, Some(json))
     } else {
         read_checkpoint(path)?
     };

@@ -210,7 +210,7 @@ pub fn export_model_dir(model_dir: &Path, out: &Path) -> Result<usize> {
     let cfg_path = model_dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
     let config: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json { path: cfg_path, source })?;
-    let sd = super::safetensors_map::read_safetensors_direct(&model_dir.join("model.safetensors"))?;
+    let sd = crate::weights::read_safetensors(&model_dir.join("model.safetensors"))?;
     write_checkpoint(out, &sd, &config)?;
     Ok(sd.len())
 }

@@ -134,8 +134,3 @@ impl SafetensorsFile {
         Ok(report)
     }
 }
-
-/// Reads every tensor of a safetensors file onto the CPU, one copy per tensor.
-pub fn read_safetensors_direct(path: &Path) -> Result<StateDict> {
-    SafetensorsFile::open(path)?.read_all()
-}

@@ -6,7 +6,7 @@ use std::path::Path;
 use tch::{nn, Device};
 
 use super::convert::{adapt_position_embedding, read_checkpoint};
-use super::safetensors_map::read_safetensors_direct;
+use crate::weights::read_safetensors;
 use super::tensor::TensorReader;
 use super::value::Value;
 use super::TorchFile;
@@ -81,7 +81,7 @@ pub fn read_roberta(dir: &Path) -> Result<(StateDict, TextEncoderConfig, Vec<Str
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
     let config: TextEncoderConfig = serde_json::from_str(&text).map_err(|source| Error::Json { path: cfg_path, source })?;
     let st = dir.join("model.safetensors");
-    let sd = if st.exists() { read_safetensors_direct(&st)? } else { read_checkpoint(&dir.join("pytorch_model.bin"))?.0 };
+    let sd = if st.exists() { read_safetensors(&st)? } else { read_checkpoint(&dir.join("pytorch_model.bin"))?.0 };
     let (mut out, mut dropped) = (StateDict::new(), Vec::new());
     for (k, v) in sd {
         let bare = k.strip_prefix("roberta.").unwrap_or(&k);

@@ -18,6 +18,10 @@ pub struct ParityArgs {
     /// Multiply every tolerance (≥ 1). The CUDA device check uses 10, as the parity issue states.
     #[arg(long, default_value_t = 1.0)]
     pub tol_scale: f64,
+    /// Load model sets from their upstream `model.ckpt` (our reader and converter) instead of
+    /// `state_dict.safetensors`; the load report is compared with upstream's too.
+    #[arg(long)]
+    pub from_ckpt: bool,
 }
 
 fn dump_path(base: &PathBuf, set: &str, many: bool) -> PathBuf {
@@ -32,7 +36,8 @@ fn dump_path(base: &PathBuf, set: &str, many: bool) -> PathBuf {
 pub fn run(args: &ParityArgs, device: Device) -> m3ae::Result<bool> {
     let mut all_ok = true;
     for dir in &args.dirs {
-        let outcome = parity::check_set_scaled(dir, device, args.tol_scale)?;
+        let source = if args.from_ckpt { parity::WeightsSource::Checkpoint } else { parity::WeightsSource::StateDict };
+        let outcome = parity::check_set_with(dir, source, device, args.tol_scale)?;
         print!("{}", outcome.table());
         let failures = outcome.failures();
         if !failures.is_empty() {

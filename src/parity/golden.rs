@@ -32,6 +32,15 @@ pub struct AdamwSpec {
     pub groups: BTreeMap<String, GroupSpecJson>,
 }
 
+/// What upstream's loader reported for the set's checkpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LoadReportJson {
+    pub missing: Vec<String>,
+    pub unexpected: Vec<String>,
+    pub adapted: Vec<String>,
+    pub regenerated: Vec<String>,
+}
+
 /// `manifest.json`: the fields both kinds of set share, plus each kind's own.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -45,6 +54,8 @@ pub struct Manifest {
     pub checkpoint: Option<String>,
     #[serde(default)]
     pub adamw: Option<AdamwSpec>,
+    #[serde(default)]
+    pub upstream_load_report: Option<LoadReportJson>,
     // preprocessing sets
     #[serde(default)]
     pub texts: Vec<String>,

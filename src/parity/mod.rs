@@ -11,6 +11,7 @@ use tch::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use golden::GoldenSet;
+pub use model_set::WeightsSource;
 use report::Row;
 
 /// The outcome of checking one set.
@@ -29,19 +30,21 @@ impl ParityOutcome {
     }
 }
 
-/// Checks one set directory of either kind (model or preprocessing) at the stated tolerances.
+/// Checks one set directory of either kind (model or preprocessing) at the stated tolerances,
+/// model sets from their `state_dict.safetensors`.
 pub fn check_set(dir: &Path, device: Device) -> Result<ParityOutcome> {
-    check_set_scaled(dir, device, 1.0)
+    check_set_with(dir, WeightsSource::StateDict, device, 1.0)
 }
 
-/// As `check_set`, with every tolerance multiplied by `tol_scale` (≥ 1; 10 for CUDA runs).
-pub fn check_set_scaled(dir: &Path, device: Device, tol_scale: f64) -> Result<ParityOutcome> {
+/// As `check_set`, with the model's weights from `source` and every tolerance multiplied by
+/// `tol_scale` (≥ 1; 10 for CUDA runs).
+pub fn check_set_with(dir: &Path, source: WeightsSource, device: Device, tol_scale: f64) -> Result<ParityOutcome> {
     if !(tol_scale >= 1.0) {
         return Err(Error::Parity(format!("tolerance scale {tol_scale} must be ≥ 1")));
     }
     let set = GoldenSet::load(dir)?;
     let (computed, mut extra_rows) = if set.is_model_set() {
-        model_set::compute(&set, device)?
+        model_set::compute(&set, source, device)?
     } else {
         (crate::data::preprocess_set::compute(dir)?, Vec::new())
     };

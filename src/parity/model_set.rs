@@ -1,17 +1,17 @@
 //! Runs the port on a model golden set's inputs and names every tensor as the goldens do.
 use std::collections::BTreeMap;
 
-use tch::nn::Module;
+use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 use super::golden::GoldenSet;
-use super::report::Row;
+use super::report::{Category, Row};
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
-use crate::model::{InferInput, InferOptions, InferOutput};
+use crate::model::{InferInput, InferOptions, InferOutput, M3aeTransformerSs};
 use crate::train::objectives::{compute_irtr, compute_itm, compute_mim, compute_mlm, cross_entropy, vqa_loss};
 use crate::train::optim::{param_group, AdamW};
-use crate::weights::{load_model_folder, LoadedModel};
+use crate::weights::{load_model_folder, load_state_dict, LoadedModel};
 
 /// Records one `infer` pass under `prefix.` with the goldens' names.
 fn record_pass(out: &mut BTreeMap<String, Tensor>, prefix: &str, r: &InferOutput) {
@@ -55,10 +55,43 @@ fn record_pass(out: &mut BTreeMap<String, Tensor>, prefix: &str, r: &InferOutput
     put("image_cls".into(), &r.image_cls);
 }
 
+/// Where a model set's weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsSource {
+    /// `state_dict.safetensors`: the reference model's weights after upstream's loading.
+    StateDict,
+    /// `model.ckpt` read by our checkpoint reader, adapted to the set's image size as upstream
+    /// loads it; the load report is checked against `upstream_load_report`.
+    Checkpoint,
+}
+
+/// Builds the set's model from `source`; a load report that differs from upstream's is a row.
+fn load(set: &GoldenSet, source: WeightsSource, device: Device) -> Result<(LoadedModel, Vec<Row>)> {
+    if source == WeightsSource::StateDict {
+        return Ok((load_model_folder(&set.dir, "state_dict.safetensors", device)?, Vec::new()));
+    }
+    let config = M3aeConfig::from_json_file(&set.dir.join("config.json"))?;
+    let ckpt = set.dir.join(set.manifest.checkpoint.as_deref().unwrap_or("model.ckpt"));
+    let w = crate::checkpoint::convert::load_model_source(&ckpt, &[("test_only".into(), true.into())], Some(config.image_size))?;
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = M3aeTransformerSs::new(&vs.root(), &w.config)?;
+    load_state_dict(&vs, &w.state_dict, &ckpt)?;
+    vs.set_device(device);
+    let mut rows = Vec::new();
+    if let Some(up) = &set.manifest.upstream_load_report {
+        let r = &w.report;
+        let ours = (&r.missing, &r.unexpected, &r.adapted, &r.regenerated);
+        if ours != (&up.missing, &up.unexpected, &up.adapted, &up.regenerated) {
+            rows.push(Row { name: "load_report".into(), category: Category::Exact, err: None, tol: 0.0, note: format!("ours {r:?}, upstream {up:?}") });
+        }
+    }
+    Ok((LoadedModel { vs, model, report: w.report }, rows))
+}
+
 /// Computes every golden of a model set: the three passes, heads, losses, gradients of
 /// `loss.pretrain_total` (eval mode), and AdamW applied twice to the golden gradients.
-pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tensor>, Vec<Row>)> {
-    let LoadedModel { vs, model, .. } = load_model_folder(&set.dir, "state_dict.safetensors", device)?;
+pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result<(BTreeMap<String, Tensor>, Vec<Row>)> {
+    let (LoadedModel { vs, model, .. }, load_rows) = load(set, source, device)?;
     let c = model.config.clone();
     let dev = |name: &str| -> Result<Tensor> { Ok(set.input(name)?.to_device(device)) };
     let (image, ids, masks) = (dev("input.image")?, dev("input.text_ids")?, dev("input.text_masks")?);
@@ -142,7 +175,7 @@ pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tens
     }
 
     // AdamW from the reference weights, fed the golden gradients at both steps
-    let mut group_rows = Vec::new();
+    let mut group_rows = load_rows;
     if let Some(spec) = &set.manifest.adamw {
         let golden_grads: BTreeMap<String, Tensor> = set
             .goldens
@@ -170,7 +203,7 @@ pub fn compute(set: &GoldenSet, device: Device) -> Result<(BTreeMap<String, Tens
             if !ok {
                 group_rows.push(Row {
                     name: format!("adamw.group.{name}"),
-                    category: super::report::Category::AdamW,
+                    category: Category::AdamW,
                     err: None,
                     tol: 0.0,
                     note: format!("lr/wd {:?}, manifest {}/{}", ours, g.lr, g.weight_decay),

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use m3ae::checkpoint::convert::read_checkpoint;
-use m3ae::checkpoint::safetensors_map::{read_safetensors_direct, SafetensorsFile};
+use m3ae::checkpoint::safetensors_map::SafetensorsFile;
+use m3ae::weights::read_safetensors as read_safetensors_direct;
 use m3ae::config::M3aeConfig;
 use m3ae::weights::{load_state_dict, read_safetensors, StateDict};
 use m3ae::M3aeTransformerSs;
