@@ -252,14 +252,16 @@ fn backward_step_equals_a_step_on_autograd_gradients() {
         let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
         m.infer(&input, &InferOptions::default()).unwrap().multi_modal_cls_feats.square().sum(Kind::Float)
     };
-    // A: .backward() into .grad, then the golden-gradient path
+    // two identical models (tests share libtorch's global RNG, so copy rather than re-seed)
     let (vs_a, m_a) = build(&c);
+    let (mut vs_b, m_b) = build(&c);
+    vs_b.copy(&vs_a).unwrap();
+    // A: .backward() into .grad, then the golden-gradient path
     loss_of(&m_a).backward();
     let grads = vs_a.variables().into_iter().filter(|(_, v)| v.grad().defined()).map(|(k, v)| (k, v.grad().copy())).collect();
     let mut opt_a = AdamW::new(&vs_a, &c);
     opt_a.step_with(&grads, 1.0).unwrap();
     // B: autograd returns the gradients, the optimizer drops them after the update
-    let (vs_b, m_b) = build(&c);
     let mut opt_b = AdamW::new(&vs_b, &c);
     opt_b.backward_step(&loss_of(&m_b), 1.0).unwrap();
     let (va, vb) = (vs_a.variables(), vs_b.variables());
