@@ -102,14 +102,19 @@ pub fn text_heads(hidden: i64, num_heads: i64) -> i64 {
     (1..=num_heads.max(1)).rev().find(|h| hidden % h == 0).unwrap_or(1)
 }
 
-fn shape(sd: &StateDict, key: &str) -> Option<Vec<i64>> {
-    sd.get(key).map(|t| t.size())
-}
+/// Tensor name -> shape: what the encoder configs are read from.
+pub type Shapes = BTreeMap<String, Vec<i64>>;
 
 /// Fills the encoder configs that upstream reads off the pretrained weights, from a
 /// state_dict's shapes, where the config does not set them.
 pub fn encoder_configs_from_state_dict(cfg: &mut M3aeConfig, sd: &StateDict, source: &Path) -> Result<()> {
-    let need = |key: &str| shape(sd, key).ok_or_else(|| Error::MissingTensor { path: source.into(), key: key.into() });
+    let shapes: Shapes = sd.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+    encoder_configs_from_shapes(cfg, &shapes, source)
+}
+
+/// As `encoder_configs_from_state_dict`, from the shapes alone (e.g. a safetensors header).
+pub fn encoder_configs_from_shapes(cfg: &mut M3aeConfig, sd: &Shapes, source: &Path) -> Result<()> {
+    let need = |key: &str| sd.get(key).cloned().ok_or_else(|| Error::MissingTensor { path: source.into(), key: key.into() });
     if cfg.vision_encoder_config.is_none() {
         // as clip_model.build_model: width, blocks (+1, upstream builds layers - 1), patch, text tower
         let conv = need("vision_encoder.visual.conv1.weight")?;
@@ -154,11 +159,12 @@ pub struct LoadedModel {
 pub fn load_model_folder(dir: &Path, weights_file: &str, device: tch::Device) -> Result<LoadedModel> {
     let mut config = M3aeConfig::from_json_file(&dir.join("config.json"))?;
     let path = dir.join(weights_file);
-    let sd = read_safetensors(&path)?;
-    encoder_configs_from_state_dict(&mut config, &sd, &path)?;
+    // header first: the encoder sizes, then the weights straight into the built model
+    let file = crate::checkpoint::safetensors_map::SafetensorsFile::open(&path)?;
+    encoder_configs_from_shapes(&mut config, &file.shapes(), &path)?;
     let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let model = M3aeTransformerSs::new(&vs.root(), &config)?;
-    let report = load_state_dict(&vs, &sd, &path)?;
+    let report = file.load_into(&vs)?;
     vs.set_device(device);
     Ok(LoadedModel { vs, model, report })
 }

@@ -88,6 +88,11 @@ impl SafetensorsFile {
         self.file.read_exact_at(dst, e.start).map_err(|err| Error::Safetensors { path: self.path.clone(), reason: format!("tensor `{name}`: {err}") })
     }
 
+    /// Every tensor's shape, from the header alone.
+    pub fn shapes(&self) -> crate::weights::Shapes {
+        self.entries.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect()
+    }
+
     /// Every tensor, read into fresh CPU tensors.
     pub fn read_all(&self) -> Result<StateDict> {
         let mut out = StateDict::new();

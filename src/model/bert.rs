@@ -65,9 +65,10 @@ impl BertSelfAttention {
     }
 
     /// Queries from `x` [B, Lq, D]; keys and values from `kv` [B, Lk, D] (cross-attention)
-    /// or from `x` itself. `mask` is additive, [B, 1, 1, Lk]. Returns the context
-    /// [B, Lq, D] and, when `need_probs`, the attention probabilities [B, H, Lq, Lk].
-    pub fn forward(&self, x: &Tensor, kv: Option<&Tensor>, mask: &Tensor, need_probs: bool, train: bool) -> (Tensor, Option<Tensor>) {
+    /// or from `x` itself. `mask` is additive, [B, 1, 1, Lk]; None when every key is visible
+    /// (upstream then adds zeros). Returns the context [B, Lq, D] and, when `need_probs`, the
+    /// attention probabilities [B, H, Lq, Lk].
+    pub fn forward(&self, x: &Tensor, kv: Option<&Tensor>, mask: Option<&Tensor>, need_probs: bool, train: bool) -> (Tensor, Option<Tensor>) {
         let kv = kv.unwrap_or(x);
         let q = self.split_heads(&x.apply(&self.query));
         let k = self.split_heads(&kv.apply(&self.key));
@@ -75,13 +76,17 @@ impl BertSelfAttention {
         let (b, h, lq, dh) = q.size4().unwrap();
         let (ctx, probs) = if need_probs {
             // attention_scores = q @ k^T / sqrt(d); + mask; softmax; dropout; @ v
-            let scores = q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt() + mask;
+            let scores = q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt();
+            let scores = match mask {
+                Some(m) => scores + m,
+                None => scores,
+            };
             let probs = scores.softmax(-1, scores.kind());
             let ctx = probs.dropout(self.dropout, train).matmul(&v);
             (ctx, Some(probs))
         } else {
             let p = if train { self.dropout } else { 0.0 };
-            (Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask.to_kind(q.kind())), p, false, None, false), None)
+            (Tensor::scaled_dot_product_attention(&q, &k, &v, mask.map(|m| m.to_kind(q.kind())), p, false, None, false), None)
         };
         // [B, H, Lq, D/H] -> [B, Lq, D]
         (ctx.transpose(1, 2).reshape([b, lq, h * dh]), probs)
@@ -122,7 +127,7 @@ impl BertAttention {
         BertAttention { self_: BertSelfAttention::new(&p / "self", c), output: BertSelfOutput::new(&p / "output", c, c.hidden_size) }
     }
 
-    pub fn forward(&self, x: &Tensor, kv: Option<&Tensor>, mask: &Tensor, need_probs: bool, train: bool) -> (Tensor, Option<Tensor>) {
+    pub fn forward(&self, x: &Tensor, kv: Option<&Tensor>, mask: Option<&Tensor>, need_probs: bool, train: bool) -> (Tensor, Option<Tensor>) {
         let (ctx, probs) = self.self_.forward(x, kv, mask, need_probs, train);
         (self.output.forward(&ctx, x, train), probs)
     }

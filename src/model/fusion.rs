@@ -36,9 +36,9 @@ impl BertCrossLayer {
         }
     }
 
-    /// x [B, Lx, D] under `x_mask`, attending to y [B, Ly, D] under `y_mask`
-    /// (both additive, [B, 1, 1, L]).
-    pub fn forward_t(&self, x: &Tensor, y: &Tensor, x_mask: &Tensor, y_mask: &Tensor, output_attentions: bool, train: bool) -> CrossLayerOutput {
+    /// x [B, Lx, D] under `x_mask`, attending to y [B, Ly, D] under `y_mask` (both additive,
+    /// [B, 1, 1, L]; None for a stream whose tokens are all visible, as images are).
+    pub fn forward_t(&self, x: &Tensor, y: &Tensor, x_mask: Option<&Tensor>, y_mask: Option<&Tensor>, output_attentions: bool, train: bool) -> CrossLayerOutput {
         assert_eq!(x.size()[2], y.size()[2], "BertCrossLayer: streams have different widths");
         let (a, self_attn) = self.attention.forward(x, None, x_mask, output_attentions, train);
         let (c, cross_attn) = self.crossattention.forward(&a, Some(y), y_mask, output_attentions, train);

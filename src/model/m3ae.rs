@@ -282,8 +282,10 @@ impl M3aeTransformerSs {
     /// The fusion half of `infer`: modality type embeddings, the co-attention stack, the
     /// poolers. text [B, L, H] under additive `text_mask`, image [B, Lv, H] (all visible).
     pub fn fuse(&self, text: &Tensor, text_mask: &Tensor, image: &Tensor, opts: &InferOptions, mut trace: Option<&mut InferTrace>) -> Fused {
-        let (b, lv, _) = image.size3().expect("fuse: image features must be [B, Lv, H]");
-        let image_mask = extended_attention_mask(&Tensor::ones([b, lv], (Kind::Int64, image.device())), Kind::Float);
+        assert_eq!(image.dim(), 3, "fuse: image features must be [B, Lv, H]");
+        // The image mask is all ones: upstream adds (1 - 1)·min = 0 to every image key's score,
+        // so the port skips the mask instead (same values, SDPA's unmasked kernel).
+        let image_mask: Option<&Tensor> = None;
         // text + modality_type_embeddings(0), image + modality_type_embeddings(image_token_type_idx)
         let types = &self.modality_type_embeddings.ws;
         let mut x = text + types.get(0);
@@ -295,8 +297,8 @@ impl M3aeTransformerSs {
             if opts.mask_image && self.config.mim_layer == i as i64 {
                 mim_input = Some(y.shallow_clone());
             }
-            let x1 = text_layer.forward_t(&x, &y, text_mask, &image_mask, opts.output_attentions, opts.train);
-            let y1 = image_layer.forward_t(&y, &x, &image_mask, text_mask, opts.output_attentions, opts.train);
+            let x1 = text_layer.forward_t(&x, &y, Some(text_mask), image_mask, opts.output_attentions, opts.train);
+            let y1 = image_layer.forward_t(&y, &x, image_mask, Some(text_mask), opts.output_attentions, opts.train);
             if let (Some(text_self), Some(text_cross), Some(image_self), Some(image_cross)) = (x1.self_attn, x1.cross_attn, y1.self_attn, y1.cross_attn) {
                 attentions.push(FusionAttentions { text_self, text_cross, image_self, image_cross });
             }

@@ -67,7 +67,7 @@ impl RobertaLayer {
 
     /// x [B, L, D], mask additive [B, 1, 1, L] -> [B, L, D]
     pub fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let (a, _) = self.attention.forward(x, None, mask, false, train);
+        let (a, _) = self.attention.forward(x, None, Some(mask), false, train);
         self.output.forward(&a.apply(&self.intermediate), &a, train)
     }
 }

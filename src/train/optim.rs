@@ -107,20 +107,24 @@ impl AdamW {
         })
     }
 
+    /// The update of transformers 4.6, in place (no full-size temporaries beyond two).
     fn update(s: &mut Slot, g: &Tensor, lr_scale: f64, (b1, b2): (f64, f64), eps: f64) {
         s.step += 1;
         let lr = s.group.lr * lr_scale;
-        // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        s.exp_avg = &s.exp_avg * b1 + g * (1.0 - b1);
-        s.exp_avg_sq = &s.exp_avg_sq * b2 + g.square() * (1.0 - b2);
-        let denom = s.exp_avg_sq.sqrt() + eps;
+        // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        let _ = s.exp_avg.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
+        // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        let _ = s.exp_avg_sq.g_mul_scalar_(b2).addcmul_(g, &(g * (1.0 - b2)));
+        // denom = exp_avg_sq.sqrt().add_(eps); step_size = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)
+        let mut denom = s.exp_avg_sq.sqrt();
+        let _ = denom.g_add_scalar_(eps);
         let step_size = lr * (1.0 - b2.powi(s.step)).sqrt() / (1.0 - b1.powi(s.step));
+        // p.addcdiv_(exp_avg, denom, value=-step_size)
         let mut p = s.param.shallow_clone();
-        let _ = p.g_sub_(&(&s.exp_avg / denom * step_size));
+        let _ = p.addcdiv_(&(&s.exp_avg * -step_size), &denom);
         if s.group.weight_decay > 0.0 {
-            // p.data.add_(p.data, alpha=-lr * weight_decay)
-            let decay = &p * (lr * s.group.weight_decay);
-            let _ = p.g_sub_(&decay);
+            // p.add_(p, alpha=-lr * weight_decay)
+            let _ = p.g_mul_scalar_(1.0 - lr * s.group.weight_decay);
         }
     }
 }
