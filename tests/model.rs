@@ -133,7 +133,9 @@ fn dropout_follows_the_train_flag() {
     let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
     let run = |train| m.infer(&input, &InferOptions { train, ..Default::default() }).unwrap().multi_modal_cls_feats;
     assert!(run(false).equal(&run(false)), "eval mode is deterministic");
-    assert!(!run(true).equal(&run(true)), "train mode applies dropout");
+    // (compared with eval rather than with a second train run: tests share libtorch's global
+    // RNG, and another test re-seeding it between two runs could replay the same mask)
+    assert!(!run(true).equal(&run(false)), "train mode applies dropout");
 }
 
 #[test]
