@@ -17,7 +17,7 @@ pub type StateDict = BTreeMap<String, Tensor>;
 pub const KNOWN_UNUSED: &[&str] = &["language_encoder.embeddings.position_ids"];
 
 /// What a load did, as upstream's `load_state_dict(strict=False)` would report it.
-#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoadReport {
     pub missing: Vec<String>,
     pub unexpected: Vec<String>,

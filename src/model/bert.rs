@@ -23,16 +23,12 @@ pub struct BertLayerConfig {
 pub fn extended_attention_mask(mask: &Tensor, kind: Kind) -> Tensor {
     let (b, l) = mask.size2().expect("attention mask must be [B, L]");
     let min = match kind {
-        Kind::Half => f64::from(half_min()),
+        Kind::Half => -65504.0,
         Kind::BFloat16 => -3.3895313892515355e38,
         Kind::Double => f64::MIN,
         _ => f64::from(f32::MIN),
     };
     (mask.to_kind(kind).view([b, 1, 1, l]).neg() + 1.0) * min
-}
-
-fn half_min() -> f32 {
-    -65504.0
 }
 
 /// `BertSelfAttention` (`….self.`): multi-head scaled dot-product attention.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tch::Tensor;
 
 use crate::error::{Error, Result};
-use crate::weights::{read_safetensors, StateDict};
+use crate::weights::{read_safetensors, LoadReport, StateDict};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TensorSpec {
@@ -32,15 +32,6 @@ pub struct AdamwSpec {
     pub groups: BTreeMap<String, GroupSpecJson>,
 }
 
-/// What upstream's loader reported for the set's checkpoint.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LoadReportJson {
-    pub missing: Vec<String>,
-    pub unexpected: Vec<String>,
-    pub adapted: Vec<String>,
-    pub regenerated: Vec<String>,
-}
-
 /// `manifest.json`: the fields both kinds of set share, plus each kind's own.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -55,7 +46,7 @@ pub struct Manifest {
     #[serde(default)]
     pub adamw: Option<AdamwSpec>,
     #[serde(default)]
-    pub upstream_load_report: Option<LoadReportJson>,
+    pub upstream_load_report: Option<LoadReport>,
     // preprocessing sets
     #[serde(default)]
     pub texts: Vec<String>,

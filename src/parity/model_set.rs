@@ -79,10 +79,8 @@ fn load(set: &GoldenSet, source: WeightsSource, device: Device) -> Result<(Loade
     vs.set_device(device);
     let mut rows = Vec::new();
     if let Some(up) = &set.manifest.upstream_load_report {
-        let r = &w.report;
-        let ours = (&r.missing, &r.unexpected, &r.adapted, &r.regenerated);
-        if ours != (&up.missing, &up.unexpected, &up.adapted, &up.regenerated) {
-            rows.push(Row { name: "load_report".into(), category: Category::Exact, err: None, tol: 0.0, note: format!("ours {r:?}, upstream {up:?}") });
+        if &w.report != up {
+            rows.push(Row { name: "load_report".into(), category: Category::Exact, err: None, tol: 0.0, note: format!("ours {:?}, upstream {up:?}", w.report) });
         }
     }
     Ok((LoadedModel { vs, model, report: w.report }, rows))
