@@ -72,3 +72,20 @@ fn every_bundled_set_is_checked() {
     listed.sort();
     assert_eq!(found, listed, "parity/ holds sets this suite does not check (or lists sets that are gone)");
 }
+
+#[test]
+fn bad_set_directories_are_clear_errors() {
+    let missing = parity_dir().join("no-such-set");
+    let e = check_set_with(&missing, WeightsSource::StateDict, Device::Cpu, 1.0).err().expect("a missing set is an error");
+    assert!(e.to_string().contains("manifest.json"), "{e}");
+    // a set whose goldens file is gone
+    let tmp = std::env::temp_dir().join(format!("m3ae-parity-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(parity_dir().join("tiny-b/manifest.json"), tmp.join("manifest.json")).unwrap();
+    let e = check_set_with(&tmp, WeightsSource::StateDict, Device::Cpu, 1.0).err().expect("missing goldens is an error");
+    assert!(e.to_string().contains("goldens.safetensors"), "{e}");
+    // the tolerance scale must be at least 1
+    let e = check_set_with(&parity_dir().join("tiny-b"), WeightsSource::StateDict, Device::Cpu, 0.5).err().expect("scale < 1 refused");
+    assert!(e.to_string().contains("must be ≥ 1"), "{e}");
+    std::fs::remove_dir_all(&tmp).ok();
+}
