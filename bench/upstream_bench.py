@@ -10,6 +10,7 @@ Usage (see bench/README.md):
     python bench/upstream_bench.py prepare --upstream PATH --dir DIR [--seed 0]
     python bench/upstream_bench.py run --upstream PATH --dir DIR --workload W
         [--repeats N] [--warmup N] [--pairs-images K] [--threads 2] --out FILE.json
+        [--profile FILE.txt]
     python bench/upstream_bench.py report --dir DIR --results RESDIR [--out FILE.md]
 Workloads: load, infer, train, retrieval, matmul.
 """
@@ -256,6 +257,7 @@ def work_infer(model, inputs, args, result):
     result["flops"] = int(counter.get_total_flops())
     result["runs"] = timed(step, args.repeats, args.warmup)
     result["batch"] = INFER_BATCH
+    return step
 
 
 @contextlib.contextmanager
@@ -322,6 +324,7 @@ def work_train(model, inputs, args, result, up):
     result["losses"] = losses
     result["optimizer_groups"] = [dict(n=len(g["params"]), lr=g["lr"], weight_decay=g["weight_decay"])
                                   for g in optimizer.param_groups]
+    return step
 
 
 def work_retrieval(model, inputs, args, result):
@@ -345,6 +348,7 @@ def work_retrieval(model, inputs, args, result):
     result["runs"] = timed(score_all, args.repeats, args.warmup)
     result.update(images=K, texts=len(ids), pairs=K * len(ids), images_available=len(images))
     save_file({"scores": scores.contiguous()}, os.path.join(args.dir, "retrieval_scores_upstream.safetensors"))
+    return score_all
 
 
 def work_load(model, args, result):
@@ -357,15 +361,32 @@ def work_load(model, args, result):
 
     result["runs"] = timed(load, args.repeats, args.warmup)
     result["file_mb"] = os.path.getsize(path) / 2**20
+    return load
 
 
 def work_matmul(args, result, n=4096):
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    result["runs"] = timed(lambda: torch.mm(a, b), args.repeats, args.warmup)
+    step = lambda: torch.mm(a, b)  # noqa: E731
+    result["runs"] = timed(step, args.repeats, args.warmup)
     result["flops"] = None
     result["matmul_flops"] = 2 * n ** 3
     result["matmul_n"] = n
+    return step
+
+
+def profile(step, path, rows=40):
+    """One more (untimed) run of the workload under torch.profiler; writes the per-op table,
+    heaviest self CPU time first, to PATH."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    by_shape = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows)
+    with open(path, "w") as f:
+        f.write(table + "\n\nBy input shape:\n" + by_shape + "\n")
+    print(f"profile -> {path}", file=sys.stderr)
 
 
 def run(args):
@@ -376,7 +397,7 @@ def run(args):
     result = dict(workload=W, side="pytorch-upstream", repeats=args.repeats, warmup=args.warmup, flops=None,
                   loadavg_1m_start=os.getloadavg()[0])
     if W == "matmul":
-        work_matmul(args, result)
+        step = work_matmul(args, result)
     else:
         from safetensors.torch import load_file
         result["rss_mb_at_start"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -388,13 +409,15 @@ def run(args):
         result["peak_rss_mb_after_build"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         inputs = load_file(os.path.join(args.dir, "inputs.safetensors"))
         if W == "infer":
-            work_infer(model, inputs, args, result)
+            step = work_infer(model, inputs, args, result)
         elif W == "train":
-            work_train(model, inputs, args, result, up)
+            step = work_train(model, inputs, args, result, up)
         elif W == "retrieval":
-            work_retrieval(model, inputs, args, result)
-        elif W == "load":
-            work_load(model, args, result)
+            step = work_retrieval(model, inputs, args, result)
+        else:
+            step = work_load(model, args, result)
+    if args.profile:
+        profile(step, args.profile)
     seconds = statistics.median(result["runs"])
     result["seconds"] = seconds
     if W == "matmul":
@@ -564,6 +587,7 @@ def main():
     r.add_argument("--pairs-images", type=int, help="retrieval: score only the first K images (x 16 texts)")
     r.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     r.add_argument("--out", help="write the JSON result here too")
+    r.add_argument("--profile", help="after the timed runs, profile one more run (torch.profiler) into this file")
     s = sub.add_parser("report", help="Markdown table from the JSON results of bench/run.sh")
     s.add_argument("--dir", required=True)
     s.add_argument("--results", required=True)
