@@ -309,17 +309,24 @@ def work_train(model, inputs, args, result, up):
         "text_masks": inputs["train.text_masks"], "text_labels": torch.full_like(inputs["train.text_ids"], -100),
         "text_ids_mlm": inputs["train.text_ids_mlm"], "text_labels_mlm": inputs["train.text_labels_mlm"],
     }
-    losses = []
+    losses, phases = [], []
 
     def step():
+        t0 = time.perf_counter()
         with injected_randomness(model, inputs["train.mim_noise"], inputs["train.itm_labels"]):
             loss = model.training_step(batch, 0)
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         optimizer.step()
         optimizer.zero_grad()
+        phases.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
         losses.append(float(loss.detach()))
 
     result["runs"] = timed(step, args.repeats, args.warmup)
+    timed_phases = phases[args.warmup:]
+    result["phases"] = {name: statistics.median(p[i] for p in timed_phases)
+                        for i, name in enumerate(("forward", "backward", "optimizer"))}
     result["batch"] = B
     result["losses"] = losses
     result["optimizer_groups"] = [dict(n=len(g["params"]), lr=g["lr"], weight_decay=g["weight_decay"])

@@ -29,6 +29,18 @@ pub struct BenchReport {
     pub max_abs_diff_vs_upstream: Option<f64>,
     pub torch_threads: i32,
     pub implementation: &'static str,
+    /// train: median seconds of each phase of a step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<TrainPhases>,
+}
+
+/// Where a pre-training step's time goes (median over the timed runs), named as on the
+/// PyTorch side: `training_step`, `loss.backward()`, `optimizer.step()`.
+#[derive(Debug, Default, Serialize)]
+pub struct TrainPhases {
+    pub forward: f64,
+    pub backward: f64,
+    pub optimizer: f64,
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.
@@ -40,10 +52,16 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Python's `statistics.median`: the middle value, or the mean of the two middle ones.
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 /// Runs `f` once to warm up, then `repeats` timed times.
@@ -70,19 +88,34 @@ fn infer(model: &M3aeTransformerSs, inputs: &StateDict, dir: &Path, repeats: usi
 }
 
 /// Workload 2: one pre-training step, MLM + MIM + ITM forward and backward, then AdamW.
-fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<Vec<f64>> {
+/// Returns the step times and the median time of each phase.
+fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<(Vec<f64>, TrainPhases)> {
     let get = |n: &str| input(inputs, dir, &format!("train.{n}"));
     let (image, ids, masks, ids_mlm, labels, itm_image, itm_labels, noise) =
         (get("image")?, get("text_ids")?, get("text_masks")?, get("text_ids_mlm")?, get("text_labels_mlm")?, get("itm_image")?, get("itm_labels")?, get("mim_noise")?);
     let batch = InferInput { image, text_ids: ids, text_masks: masks, text_ids_mlm: Some(ids_mlm), mim_noise: Some(noise) };
     let opts = InferOptions { train: true, ..Default::default() };
     let w = model.config.loss_names;
-    timed(repeats, || {
+    let mut phases: [Vec<f64>; 3] = Default::default();
+    let runs = timed(repeats, || {
+        let t = Instant::now();
         let mlm = compute_mlm(model, &batch, labels, &opts)?.loss;
         let mim = compute_mim(model, &batch, &opts)?.loss;
         let itm = compute_itm(model, &InferInput { image: itm_image, ..batch }, itm_labels, &opts)?.loss;
-        opt.backward_step(&(mlm * w.mlm + mim * w.mim + itm * w.itm), 1.0)
-    })
+        let loss = mlm * w.mlm + mim * w.mim + itm * w.itm;
+        let forward = t.elapsed().as_secs_f64();
+        let grads = opt.gradients(&loss)?;
+        let backward = t.elapsed().as_secs_f64() - forward;
+        opt.apply(grads, 1.0);
+        let optimizer = t.elapsed().as_secs_f64() - forward - backward;
+        for (v, x) in phases.iter_mut().zip([forward, backward, optimizer]) {
+            v.push(x);
+        }
+        Ok(())
+    })?;
+    // the first entry is the untimed warm-up
+    let [f, b, o] = phases.map(|v| median(&v[1..]));
+    Ok((runs, TrainPhases { forward: f, backward: b, optimizer: o }))
 }
 
 /// Workload 3: retrieval scores of every (image, text) pair. Each image and each text is
@@ -133,6 +166,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result
         max_abs_diff_vs_upstream: None,
         torch_threads: tch::get_num_threads(),
         implementation: "rust (tch)",
+        phases: None,
     };
     if workload == "matmul" {
         let (runs, gf) = matmul_gflops();
@@ -149,7 +183,11 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result
         let model = &loaded.model;
         report.runs = match workload {
             "infer" => infer(model, &inputs, dir, repeats)?,
-            "train" => train_step(model, &mut AdamW::new(&loaded.vs, &model.config), &inputs, dir, repeats)?,
+            "train" => {
+                let (runs, phases) = train_step(model, &mut AdamW::new(&loaded.vs, &model.config), &inputs, dir, repeats)?;
+                report.phases = Some(phases);
+                runs
+            }
             "retrieval" => {
                 let (images, ids, masks) = (input(&inputs, dir, "retrieval.images")?, input(&inputs, dir, "retrieval.text_ids")?, input(&inputs, dir, "retrieval.text_masks")?);
                 let mut scores = None;

@@ -8,6 +8,7 @@
 //! - [`checkpoint`]: PyTorch `.ckpt` files: read (never executed), convert, export.
 //! - [`data`]: the input pipeline.
 //! - [`parity`]: golden-set comparison against the Python reference.
+//! - [`runtime`]: process-wide allocator settings for CPU work (used by the binary).
 //! - [`bench`]: benchmark workloads against the PyTorch reference (bench/run.sh).
 pub mod bench;
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod parity;
+pub mod runtime;
 pub mod train;
 pub mod weights;
 

@@ -32,6 +32,9 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if !m3ae::runtime::keep_freed_tensor_memory() {
+        log::debug!("allocator settings not applied (glibc settings given, or not glibc)");
+    }
     let cli = Cli::parse();
     let device = if cli.cuda { Device::cuda_if_available() } else { Device::Cpu };
     let result = match &cli.command {

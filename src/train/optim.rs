@@ -73,13 +73,26 @@ impl AdamW {
         self.slots.iter().map(|s| (s.name.as_str(), s.group))
     }
 
-    /// Backpropagates `loss` and takes one step. The gradients are returned by autograd
-    /// rather than accumulated into `.grad`, and dropped after the update: the memory
-    /// behaviour of PyTorch's `zero_grad(set_to_none=True)`. `lr_scale` is the schedule's
-    /// factor; parameters the loss does not reach are skipped, as in PyTorch.
+    /// Backpropagates `loss` and takes one step: [`Self::gradients`] then [`Self::apply`].
+    /// `lr_scale` is the schedule's factor.
     pub fn backward_step(&mut self, loss: &Tensor, lr_scale: f64) -> Result<()> {
+        let grads = self.gradients(loss)?;
+        self.apply(grads, lr_scale);
+        Ok(())
+    }
+
+    /// d`loss`/d`param` for every optimized parameter, in slot order; undefined where the
+    /// loss does not reach the parameter. The gradients are returned by autograd rather than
+    /// accumulated into `.grad`: nothing is left allocated on the parameters.
+    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
         let params: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
-        let grads = Tensor::f_run_backward(&[loss], &params, false, false)?;
+        Ok(Tensor::f_run_backward(&[loss], &params, false, false)?)
+    }
+
+    /// One step on gradients from [`Self::gradients`], consumed and dropped: the memory
+    /// behaviour of PyTorch's `zero_grad(set_to_none=True)`. Parameters without a gradient
+    /// are skipped, as in PyTorch.
+    pub fn apply(&mut self, grads: Vec<Tensor>, lr_scale: f64) {
         let (b, e) = (self.betas, self.eps);
         tch::no_grad(|| {
             for (s, g) in self.slots.iter_mut().zip(grads) {
@@ -88,7 +101,6 @@ impl AdamW {
                 }
             }
         });
-        Ok(())
     }
 
     /// One step with given gradients, by parameter name (the parity check feeds the golden ones).
@@ -107,21 +119,27 @@ impl AdamW {
         })
     }
 
-    /// The update of transformers 4.6, in place (no full-size temporaries beyond two).
+    /// The update of transformers 4.6, in place: eight passes over the parameter's size and
+    /// one temporary, as PyTorch's own version (tch has no `alpha=`/`value=` arguments, so
+    /// the scalings are folded into `lerp_` and the denominator). Each line matches its
+    /// Python counterpart up to rounding; the adamw goldens check the result.
     fn update(s: &mut Slot, g: &Tensor, lr_scale: f64, (b1, b2): (f64, f64), eps: f64) {
         s.step += 1;
         let lr = s.group.lr * lr_scale;
-        // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-        let _ = s.exp_avg.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
-        // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        let _ = s.exp_avg_sq.g_mul_scalar_(b2).addcmul_(g, &(g * (1.0 - b2)));
-        // denom = exp_avg_sq.sqrt().add_(eps); step_size = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)
-        let mut denom = s.exp_avg_sq.sqrt();
-        let _ = denom.g_add_scalar_(eps);
+        // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)  ==  exp_avg.lerp_(grad, 1 - beta1)
+        let _ = s.exp_avg.lerp_(g, 1.0 - b1);
+        // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  ==  lerp_ towards grad²
+        let mut t = g.square();
+        let _ = s.exp_avg_sq.lerp_(&t, 1.0 - b2);
+        // denom = exp_avg_sq.sqrt().add_(eps), into the same buffer
+        let _ = s.exp_avg_sq.sqrt_out(&t);
+        let _ = t.g_add_scalar_(eps);
+        // step_size = lr·√(1 − β2ᵗ)/(1 − β1ᵗ); p.addcdiv_(exp_avg, denom, value=-step_size),
+        // with -1/step_size folded into denom
         let step_size = lr * (1.0 - b2.powi(s.step)).sqrt() / (1.0 - b1.powi(s.step));
-        // p.addcdiv_(exp_avg, denom, value=-step_size)
+        let _ = t.g_mul_scalar_(-1.0 / step_size);
         let mut p = s.param.shallow_clone();
-        let _ = p.addcdiv_(&(&s.exp_avg * -step_size), &denom);
+        let _ = p.addcdiv_(&s.exp_avg, &t);
         if s.group.weight_decay > 0.0 {
             // p.add_(p, alpha=-lr * weight_decay)
             let _ = p.g_mul_scalar_(1.0 - lr * s.group.weight_decay);

@@ -1,0 +1,42 @@
+//! Process-wide settings for running libtorch on the CPU.
+//!
+//! libtorch allocates every tensor with the C allocator. glibc serves large requests (above
+//! a threshold that starts at 128 KiB) with fresh `mmap`s and hands them back with `munmap` on
+//! free. A forward pass therefore page-faults and zeroes every activation buffer again, on
+//! every layer of every step. With `perf`, about 5% of `infer` went to `exc_page_fault` and
+//! `clear_page_erms`. Python's PyTorch runs with the same default.
+
+/// glibc's largest mmap threshold (`DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit): 32 MiB.
+pub const MMAP_THRESHOLD: usize = 32 << 20;
+/// Free memory kept at the top of the heap before glibc trims it back to the kernel.
+pub const TRIM_THRESHOLD: usize = 1 << 30;
+/// Extra heap requested on each growth, so a layer's buffers come from one `brk`.
+pub const TOP_PAD: usize = 64 << 20;
+
+/// Serves tensor buffers of up to 32 MiB from the heap. Freed buffers stay mapped, up to
+/// 1 GiB, and the next layer reuses them without page faults. Call it once, at startup,
+/// before any tensor exists. On CPU `infer` this is about 10–15% faster. Peak RSS rises by
+/// about 2% (bench/NOTES.md). Settings you give glibc yourself win: if any of
+/// `GLIBC_TUNABLES`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `MALLOC_TOP_PAD_` is
+/// set, nothing changes. Returns false where nothing changed: such a setting is present, the
+/// allocator is not glibc's, or glibc refused a value.
+pub fn keep_freed_tensor_memory() -> bool {
+    const USER_SETTINGS: [&str; 4] = ["GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"];
+    if USER_SETTINGS.iter().any(|v| std::env::var_os(v).is_some()) {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets allocator parameters. It is called before any tensor
+        // exists, and glibc takes its own lock.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int) == 1
+                && libc::mallopt(libc::M_TOP_PAD, TOP_PAD as libc::c_int) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
