@@ -277,3 +277,33 @@ fn backward_step_equals_a_step_on_autograd_gradients() {
     }
     assert_eq!(moved, va.len(), "backward_step leaves no .grad behind");
 }
+
+#[test]
+fn accumulated_objective_gradients_equal_the_gradient_of_their_sum() {
+    let c = tiny_config();
+    let (vs, m) = build(&c);
+    let b = batch(2);
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    // two objectives that share the encoders but differ in the heads they reach
+    let first = || m.infer(&input, &InferOptions::default()).unwrap().multi_modal_cls_feats.square().sum(Kind::Float);
+    let second = || m.infer(&input, &InferOptions::default()).unwrap().multi_modal_text_feats.mean(Kind::Float) * 3.0;
+    let opt = AdamW::new(&vs, &c);
+    let whole = opt.gradients(&(first() + second())).unwrap();
+    let mut acc = None;
+    opt.accumulate(&mut acc, &first()).unwrap();
+    opt.accumulate(&mut acc, &second()).unwrap();
+    let acc = acc.unwrap();
+    let names: Vec<&str> = opt.groups().map(|(n, _)| n).collect();
+    let mut compared = 0;
+    for ((name, w), a) in names.iter().zip(whole.tensors()).zip(acc.tensors()) {
+        assert_eq!(w.defined(), a.defined(), "{name}: reached by the sum but not by the parts, or the reverse");
+        if w.defined() {
+            let scale = f64::try_from(w.abs().max()).unwrap().max(1e-6);
+            let diff = f64::try_from((w - a).abs().max()).unwrap();
+            assert!(diff <= 1e-5 * scale, "{name}: accumulated gradient differs by {diff} (scale {scale})");
+            compared += 1;
+        }
+    }
+    assert!(compared > 20, "only {compared} gradients compared");
+    assert!(vs.variables().values().all(|v| !v.grad().defined()), "accumulate leaves no .grad behind");
+}

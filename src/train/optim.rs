@@ -32,6 +32,18 @@ pub fn param_group(name: &str, c: &M3aeConfig) -> Option<GroupSpec> {
     Some(GroupSpec { lr, weight_decay })
 }
 
+/// One gradient per optimized parameter, in the optimizer's slot order (undefined where the
+/// loss does not reach the parameter).
+#[derive(Debug)]
+pub struct Gradients(Vec<Tensor>);
+
+impl Gradients {
+    /// The gradients, in the optimizer's slot order ([`AdamW::groups`]' order).
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.0
+    }
+}
+
 /// One optimized parameter with its Adam state.
 #[derive(Debug)]
 struct Slot {
@@ -84,18 +96,41 @@ impl AdamW {
     /// d`loss`/d`param` for every optimized parameter, in slot order; undefined where the
     /// loss does not reach the parameter. The gradients are returned by autograd rather than
     /// accumulated into `.grad`: nothing is left allocated on the parameters.
-    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
+    pub fn gradients(&self, loss: &Tensor) -> Result<Gradients> {
         let params: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
-        Ok(Tensor::f_run_backward(&[loss], &params, false, false)?)
+        Ok(Gradients(Tensor::f_run_backward(&[loss], &params, false, false)?))
     }
 
-    /// One step on gradients from [`Self::gradients`], consumed and dropped: the memory
-    /// behaviour of PyTorch's `zero_grad(set_to_none=True)`. Parameters without a gradient
-    /// are skipped, as in PyTorch.
-    pub fn apply(&mut self, grads: Vec<Tensor>, lr_scale: f64) {
+    /// Adds d`loss`/d`param` to `sum` (starting it when None). Backpropagating each objective
+    /// of a step this way, right after its forward, frees that objective's graph before the
+    /// next forward: only one graph is alive at a time, and the total equals the gradient of
+    /// the summed loss up to float summation order.
+    pub fn accumulate(&self, sum: &mut Option<Gradients>, loss: &Tensor) -> Result<()> {
+        let new = self.gradients(loss)?;
+        match sum {
+            None => *sum = Some(new),
+            Some(Gradients(acc)) => tch::no_grad(|| {
+                for (a, g) in acc.iter_mut().zip(new.0) {
+                    match (a.defined(), g.defined()) {
+                        (true, true) => {
+                            let _ = a.g_add_(&g);
+                        }
+                        (false, true) => *a = g,
+                        _ => {}
+                    }
+                }
+            }),
+        }
+        Ok(())
+    }
+
+    /// One step on gradients from [`Self::gradients`] / [`Self::accumulate`], consumed and
+    /// dropped: the memory behaviour of PyTorch's `zero_grad(set_to_none=True)`. Parameters
+    /// without a gradient are skipped, as in PyTorch.
+    pub fn apply(&mut self, grads: Gradients, lr_scale: f64) {
         let (b, e) = (self.betas, self.eps);
         tch::no_grad(|| {
-            for (s, g) in self.slots.iter_mut().zip(grads) {
+            for (s, g) in self.slots.iter_mut().zip(grads.0) {
                 if g.defined() {
                     Self::update(s, &g, lr_scale, b, e);
                 }
