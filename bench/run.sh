@@ -11,6 +11,9 @@
 #   --workloads  subset, in the order given (default: infer train retrieval load matmul)
 #   --threads    intra-op threads of both sides (default 2; exported as OMP/MKL_NUM_THREADS
 #                and passed to the Python side as torch.set_num_threads)
+#   --same-allocator  give the PyTorch side the glibc settings the Rust binary applies to
+#                itself (src/runtime.rs) through MALLOC_* variables: isolates what the
+#                allocator is worth from what the port does
 # Environment: PYTHON (default .venv/bin/python), M3AE_BIN (default target/release/m3ae),
 #   BENCH_TIMEOUT seconds per process (default 1800).
 # Writes DIR/results/{py,rust}_<workload>.{json,log,loadavg} and the Markdown table to
@@ -22,6 +25,7 @@ dir=/tmp/m3ae-bench
 quick=0
 workloads="infer train retrieval load matmul"
 threads=2
+same_alloc=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --upstream) upstream="$2"; shift 2 ;;
@@ -29,7 +33,8 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --workloads) workloads="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --same-allocator) same_alloc=1; shift ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -78,7 +83,10 @@ run_side() {  # side workload repeats
     local extra=()
     if [ "$w" = retrieval ] && [ "$quick" = 1 ]; then extra=(--pairs-images 2); fi
     echo "== $w: PyTorch (repeats $n${extra[*]:+, ${extra[*]}})"
-    timeout "$tmo" "$py" "$script" run --upstream "$upstream" --dir "$dir" --workload "$w" \
+    local alloc=()
+    # the values of src/runtime.rs (MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD)
+    [ "$same_alloc" = 1 ] && alloc=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
+    timeout "$tmo" env "${alloc[@]}" "$py" "$script" run --upstream "$upstream" --dir "$dir" --workload "$w" \
       --repeats "$n" --threads "$threads" --out "$out" "${extra[@]}" >"$log" 2>&1 || rc=$?
   else
     [ "$have_rust" = 1 ] || return 0

@@ -10,7 +10,7 @@ Usage (see bench/README.md):
     python bench/upstream_bench.py prepare --upstream PATH --dir DIR [--seed 0]
     python bench/upstream_bench.py run --upstream PATH --dir DIR --workload W
         [--repeats N] [--warmup N] [--pairs-images K] [--threads 2] --out FILE.json
-        [--profile FILE.txt]
+        [--profile FILE.txt] [--device cuda] [--bf16]
     python bench/upstream_bench.py report --dir DIR --results RESDIR [--out FILE.md]
 Workloads: load, infer, train, retrieval, matmul.
 """
@@ -226,13 +226,24 @@ def check_load(result):
         raise SystemExit(f"state_dict mismatch: missing {missing}, unexpected {result.unexpected_keys}")
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    """Waits for queued CUDA kernels, so a timing covers the work (no-op on the CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timed(fn, repeats, warmup):
     for _ in range(warmup):
         fn()
+    sync()
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         runs.append(time.perf_counter() - t0)
     return runs
 
@@ -415,6 +426,18 @@ def run(args):
         result["build_seconds"] = time.perf_counter() - t0
         result["peak_rss_mb_after_build"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         inputs = load_file(os.path.join(args.dir, "inputs.safetensors"))
+        if args.device != "cpu" or args.bf16:
+            if W not in ("infer", "retrieval"):
+                raise SystemExit("--device cuda and --bf16 apply to infer and retrieval")
+            global DEVICE
+            DEVICE = torch.device(args.device)
+            kind = torch.bfloat16 if args.bf16 else torch.float32
+            model.to(DEVICE, kind)  # PyTorch eager: upstream's modules as they are, in bf16
+            for m in model.modules():  # OpenAI's convert_weights keeps CLIP's LayerNorms in fp32
+                if type(m).__name__ == "LayerNorm" and type(m).__module__.endswith("clip_model"):
+                    m.float()
+            inputs = {k: v.to(DEVICE, kind) if v.is_floating_point() else v.to(DEVICE) for k, v in inputs.items()}
+            result.update(device=str(DEVICE), dtype=str(kind))
         if W == "infer":
             step = work_infer(model, inputs, args, result)
         elif W == "train":
@@ -593,6 +616,8 @@ def main():
     r.add_argument("--warmup", type=int, help=f"untimed runs first (default {DEFAULT_WARMUP})")
     r.add_argument("--pairs-images", type=int, help="retrieval: score only the first K images (x 16 texts)")
     r.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    r.add_argument("--device", default="cpu", help="cpu (default) or cuda: infer and retrieval only")
+    r.add_argument("--bf16", action="store_true", help="weights and inputs in bfloat16 (infer, retrieval)")
     r.add_argument("--out", help="write the JSON result here too")
     r.add_argument("--profile", help="after the timed runs, profile one more run (torch.profiler) into this file")
     s = sub.add_parser("report", help="Markdown table from the JSON results of bench/run.sh")

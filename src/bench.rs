@@ -64,16 +64,29 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Runs `f` once to warm up, then `repeats` timed times.
-fn timed(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+/// Waits for the device's queued kernels (a no-op on the CPU), so a timing covers the work.
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Runs `f` once to warm up, then `repeats` timed times (synchronized on CUDA).
+fn timed_on(device: Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     f()?;
+    sync(device);
     (0..repeats.max(1))
         .map(|_| {
             let t = Instant::now();
             f()?;
+            sync(device);
             Ok(t.elapsed().as_secs_f64())
         })
         .collect()
+}
+
+fn timed(repeats: usize, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    timed_on(Device::Cpu, repeats, f)
 }
 
 fn input<'a>(inputs: &'a StateDict, dir: &Path, name: &str) -> Result<&'a Tensor> {
@@ -84,7 +97,7 @@ fn input<'a>(inputs: &'a StateDict, dir: &Path, name: &str) -> Result<&'a Tensor
 fn infer(model: &M3aeTransformerSs, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<Vec<f64>> {
     let (image, ids, masks) = (input(inputs, dir, "infer.image")?, input(inputs, dir, "infer.text_ids")?, input(inputs, dir, "infer.text_masks")?);
     let batch = InferInput { image, text_ids: ids, text_masks: masks, text_ids_mlm: None, mim_noise: None };
-    timed(repeats, || tch::no_grad(|| model.infer(&batch, &InferOptions::default()).map(|_| ())))
+    timed_on(image.device(), repeats, || tch::no_grad(|| model.infer(&batch, &InferOptions::default()).map(|_| ())))
 }
 
 /// Workload 2: one pre-training step, MLM + MIM + ITM forward and backward, then AdamW.
@@ -100,7 +113,7 @@ fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, di
     let opts = InferOptions { train: true, ..Default::default() };
     let w = model.config.loss_names;
     let mut phases: [Vec<f64>; 3] = Default::default();
-    let runs = timed(repeats, || {
+    let runs = timed_on(image.device(), repeats, || {
         let (mut forward, mut backward) = (0.0, 0.0);
         let mut grads = None;
         for objective in 0..3 {
@@ -164,7 +177,11 @@ fn matmul_gflops() -> (Vec<f64>, f64) {
 }
 
 /// Runs one workload on the weights and inputs of a `bench/upstream_bench.py prepare` folder.
-pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result<BenchReport> {
+/// `bf16` casts the weights and the floating-point inputs to bfloat16 (infer and retrieval).
+pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: bool) -> Result<BenchReport> {
+    if bf16 && !matches!(workload, "infer" | "retrieval") {
+        return Err(Error::input("--bf16", format!("applies to infer and retrieval, not `{workload}`")));
+    }
     let mut report = BenchReport {
         workload: workload.into(),
         seconds: 0.0,
@@ -185,10 +202,16 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result
         // a ready model, then the timed part: read the checkpoint and copy it in
         let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
         let path = dir.join("state_dict.safetensors");
-        report.runs = timed(repeats, || SafetensorsFile::open(&path)?.load_into(&loaded.vs).map(|_| ()))?;
+        report.runs = timed_on(device, repeats, || SafetensorsFile::open(&path)?.load_into(&loaded.vs).map(|_| ()))?;
     } else {
-        let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
-        let inputs: StateDict = read_safetensors(&dir.join("inputs.safetensors"))?.into_iter().map(|(k, v)| (k, v.to_device(device))).collect();
+        let mut loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
+        let kind = if bf16 { Kind::BFloat16 } else { Kind::Float };
+        if bf16 {
+            loaded.vs.bfloat16();
+            report.implementation = "rust (tch), bf16";
+        }
+        let to_run = |v: Tensor| if v.is_floating_point() { v.to_device(device).to_kind(kind) } else { v.to_device(device) };
+        let inputs: StateDict = read_safetensors(&dir.join("inputs.safetensors"))?.into_iter().map(|(k, v)| (k, to_run(v))).collect();
         let model = &loaded.model;
         report.runs = match workload {
             "infer" => infer(model, &inputs, dir, repeats)?,
@@ -200,7 +223,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device) -> Result
             "retrieval" => {
                 let (images, ids, masks) = (input(&inputs, dir, "retrieval.images")?, input(&inputs, dir, "retrieval.text_ids")?, input(&inputs, dir, "retrieval.text_masks")?);
                 let mut scores = None;
-                let runs = timed(repeats, || {
+                let runs = timed_on(device, repeats, || {
                     scores = Some(tch::no_grad(|| retrieval_scores(model, images, ids, masks))?);
                     Ok(())
                 })?;

@@ -1,4 +1,4 @@
-//! `m3ae bench --dir DIR --workload W [--repeats N] [--out FILE.json]`
+//! `m3ae bench --dir DIR --workload W [--repeats N] [--bf16] [--out FILE.json]`
 use std::path::PathBuf;
 
 use tch::Device;
@@ -14,13 +14,16 @@ pub struct Args {
     /// Timed runs after one warm-up.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Weights and inputs in bfloat16 (infer, retrieval); with --cuda, the GPU comparison.
+    #[arg(long)]
+    pub bf16: bool,
     /// Also write the report here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
-    let report = m3ae::bench::run(&args.dir, &args.workload, args.repeats, device)?;
+    let report = m3ae::bench::run(&args.dir, &args.workload, args.repeats, device, args.bf16)?;
     let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
     println!("{json}");
     if let Some(out) = &args.out {

@@ -10,13 +10,16 @@ use tch::{Kind, Tensor};
 use super::init;
 use crate::config::VisionEncoderConfig;
 
+/// nn.LayerNorm's default eps, which CLIP's LayerNorm keeps.
+const CLIP_LN_EPS: f64 = 1e-5;
+
 /// `clip_model.LayerNorm`: nn.LayerNorm (eps 1e-5) computed in float32, cast back.
 #[derive(Debug)]
 pub struct ClipLayerNorm(nn::LayerNorm);
 
 impl ClipLayerNorm {
     pub fn new(p: nn::Path, dim: i64) -> Self {
-        ClipLayerNorm(init::layer_norm(p, dim, 1e-5))
+        ClipLayerNorm(init::layer_norm(p, dim, CLIP_LN_EPS))
     }
 }
 
@@ -27,7 +30,12 @@ impl Module for ClipLayerNorm {
             return x.apply(&self.0);
         }
         // ret = super().forward(x.type(torch.float32)); return ret.type(orig_type)
-        x.to_kind(Kind::Float).apply(&self.0).to_kind(kind)
+        // (OpenAI's convert_weights keeps LayerNorm parameters in fp32; cast them too, so a
+        // model cast whole to bf16/f16 computes the same)
+        let ln = &self.0;
+        let f32 = |t: &Option<Tensor>| t.as_ref().map(|t| t.to_kind(Kind::Float));
+        let dim = x.size().last().copied().unwrap_or(0);
+        x.to_kind(Kind::Float).layer_norm([dim], f32(&ln.ws).as_ref(), f32(&ln.bs).as_ref(), CLIP_LN_EPS, true).to_kind(kind)
     }
 }
 
