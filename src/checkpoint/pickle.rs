@@ -110,7 +110,7 @@ impl<'a> Machine<'a> {
         Ok(())
     }
     fn extend_dict(&mut self, flat: Vec<Item>) -> R<()> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of items".into());
         }
         let target = self.top()?.clone();

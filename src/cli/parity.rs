@@ -1,5 +1,5 @@
 //! `m3ae parity DIR… [--dump FILE]`
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tch::Device;
 
@@ -24,9 +24,9 @@ pub struct ParityArgs {
     pub from_ckpt: bool,
 }
 
-fn dump_path(base: &PathBuf, set: &str, many: bool) -> PathBuf {
+fn dump_path(base: &Path, set: &str, many: bool) -> PathBuf {
     if !many {
-        return base.clone();
+        return base.to_path_buf();
     }
     let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     base.with_file_name(format!("{stem}.{set}.safetensors"))

@@ -39,7 +39,7 @@ pub fn check_set(dir: &Path, device: Device) -> Result<ParityOutcome> {
 /// As `check_set`, with the model's weights from `source` and every tolerance multiplied by
 /// `tol_scale` (≥ 1; 10 for CUDA runs).
 pub fn check_set_with(dir: &Path, source: WeightsSource, device: Device, tol_scale: f64) -> Result<ParityOutcome> {
-    if !(tol_scale >= 1.0) {
+    if tol_scale.is_nan() || tol_scale < 1.0 {
         return Err(Error::Parity(format!("tolerance scale {tol_scale} must be ≥ 1")));
     }
     let set = GoldenSet::load(dir)?;

@@ -124,7 +124,7 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result
         record_pass(&mut out, "mlm", &r.infer);
         out.insert("head.mlm_logits".into(), r.logits.detach());
         out.insert("loss.mlm".into(), r.loss.detach());
-        total = total + r.loss * l.mlm;
+        total += r.loss * l.mlm;
     }
     if l.mim > 0.0 {
         let r = compute_mim(&model, &input, &opts)?;
@@ -140,7 +140,7 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result
         out.insert("mim.target".into(), r.target.detach());
         out.insert("head.mim_logits".into(), r.decoder.logits.detach());
         out.insert("loss.mim".into(), r.loss.detach());
-        total = total + r.loss * l.mim;
+        total += r.loss * l.mim;
     }
     if l.itm > 0.0 {
         let itm_image = dev("input.itm_image")?;
@@ -148,7 +148,7 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result
         let r = compute_itm(&model, &itm_input, &dev("input.itm_labels")?, &opts)?;
         out.insert("head.itm_logits".into(), r.logits.detach());
         out.insert("loss.itm".into(), r.loss.detach());
-        total = total + r.loss * l.itm;
+        total += r.loss * l.itm;
     }
     if l.irtr > 0.0 {
         let r = tch::no_grad(|| compute_irtr(&model, &image, &dev("input.irtr_text_ids")?, &dev("input.irtr_text_masks")?, &opts))?;

@@ -21,7 +21,7 @@ fn truncated_and_corrupt_zips_are_refused() {
     let dir = scratch("truncated");
     for (name, data) in [("half.ckpt", bytes[..bytes.len() / 2].to_vec()), ("tail-cut.ckpt", bytes[..bytes.len() - 30].to_vec())] {
         std::fs::write(dir.join(name), data).unwrap();
-        let err = read_checkpoint(&dir.join(name)).err().expect("truncated zip accepted").to_string();
+        let err = read_checkpoint(&dir.join(name)).expect_err("truncated zip accepted").to_string();
         assert!(err.contains(name) && err.contains("zip"), "{err}");
     }
     // the central directory points past the records: corrupt every offset byte of the last entry
@@ -55,15 +55,15 @@ fn deep_nesting_is_bounded() {
     // 200k nested lists: ]]]…]aaa…a.
     let n = 200_000;
     let mut p = b"\x80\x02".to_vec();
-    p.extend(std::iter::repeat(b']').take(n));
-    p.extend(std::iter::repeat(b'a').take(n - 1));
+    p.extend(std::iter::repeat_n(b']', n));
+    p.extend(std::iter::repeat_n(b'a', n - 1));
     p.push(b'.');
-    let err = parse(&p).err().expect("deep nesting accepted");
+    let err = parse(&p).expect_err("deep nesting accepted");
     assert!(err.contains("deeper than 200"), "{err}");
     // 199 levels are fine
     let mut ok = b"\x80\x02".to_vec();
-    ok.extend(std::iter::repeat(b']').take(199));
-    ok.extend(std::iter::repeat(b'a').take(198));
+    ok.extend(std::iter::repeat_n(b']', 199));
+    ok.extend(std::iter::repeat_n(b'a', 198));
     ok.push(b'.');
     assert!(matches!(parse(&ok), Ok(Value::List(_))));
 }
@@ -71,10 +71,10 @@ fn deep_nesting_is_bounded() {
 #[test]
 fn memo_cycles_and_exponential_sharing_are_refused() {
     // l = []; l.append(l)
-    let err = parse(b"\x80\x02]q\x00h\x00a.").err().expect("cycle accepted");
+    let err = parse(b"\x80\x02]q\x00h\x00a.").expect_err("cycle accepted");
     assert!(err.contains("self-referencing"), "{err}");
     // d = {}; d["d"] = d
-    let err = parse(b"\x80\x02}q\x00X\x01\x00\x00\x00dh\x00s.").err().expect("cycle accepted");
+    let err = parse(b"\x80\x02}q\x00X\x01\x00\x00\x00dh\x00s.").expect_err("cycle accepted");
     assert!(err.contains("self-referencing"), "{err}");
     // 64 levels of [x, x]: 2^64 leaves if expanded
     let mut p = b"\x80\x02]".to_vec();
@@ -82,7 +82,7 @@ fn memo_cycles_and_exponential_sharing_are_refused() {
         p.extend(b"q\x000(h\x00h\x00l");
     }
     p.push(b'.');
-    let err = parse(&p).err().expect("exponential expansion accepted");
+    let err = parse(&p).expect_err("exponential expansion accepted");
     assert!(err.contains("exceeds"), "{err}");
 }
 
