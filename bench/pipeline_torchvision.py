@@ -7,18 +7,14 @@ import time
 
 import torch
 from PIL import Image
-from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from clip_transform import clip_transform  # noqa: E402
 
 torch.set_num_threads(1)
 folder, size, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
-transform = Compose([
-    Resize(size, interpolation=Image.BICUBIC),
-    CenterCrop(size),
-    lambda image: image.convert("RGB"),
-    ToTensor(),
-    Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
-])
+transform = clip_transform(size)
 start = time.perf_counter()
 n = 0
 for _ in range(repeats):

@@ -70,17 +70,12 @@ def write_images():
 
 def write_clip_goldens(out, names):
     from safetensors.torch import save_file
-    from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
+
+    from clip_transform import clip_transform
 
     tensors = {}
     for size in (64, 97):
-        transform = Compose([
-            Resize(size, interpolation=Image.BICUBIC),
-            CenterCrop(size),
-            lambda image: image.convert("RGB"),
-            ToTensor(),
-            Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
-        ])
+        transform = clip_transform(size)
         for name in names:
             tensors[f"clip.{name}.{size}"] = transform(Image.open(os.path.join(out, name)).convert("RGBA")).contiguous()
     save_file(tensors, os.path.join(out, "clip_goldens.safetensors"))
