@@ -72,7 +72,7 @@ fn sync(device: Device) {
 }
 
 /// Runs `f` once to warm up, then `repeats` timed times (synchronized on CUDA).
-fn timed_on(device: Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+fn timed(device: Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     f()?;
     sync(device);
     (0..repeats.max(1))
@@ -85,10 +85,6 @@ fn timed_on(device: Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -
         .collect()
 }
 
-fn timed(repeats: usize, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
-    timed_on(Device::Cpu, repeats, f)
-}
-
 fn input<'a>(inputs: &'a StateDict, dir: &Path, name: &str) -> Result<&'a Tensor> {
     inputs.get(name).ok_or_else(|| Error::MissingTensor { path: dir.join("inputs.safetensors"), key: name.into() })
 }
@@ -97,7 +93,7 @@ fn input<'a>(inputs: &'a StateDict, dir: &Path, name: &str) -> Result<&'a Tensor
 fn infer(model: &M3aeTransformerSs, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<Vec<f64>> {
     let (image, ids, masks) = (input(inputs, dir, "infer.image")?, input(inputs, dir, "infer.text_ids")?, input(inputs, dir, "infer.text_masks")?);
     let batch = InferInput { image, text_ids: ids, text_masks: masks, text_ids_mlm: None, mim_noise: None };
-    timed_on(image.device(), repeats, || tch::no_grad(|| model.infer(&batch, &InferOptions::default()).map(|_| ())))
+    timed(image.device(), repeats, || tch::no_grad(|| model.infer(&batch, &InferOptions::default()).map(|_| ())))
 }
 
 /// Workload 2: one pre-training step, MLM + MIM + ITM forward and backward, then AdamW.
@@ -113,7 +109,7 @@ fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, di
     let opts = InferOptions { train: true, ..Default::default() };
     let w = model.config.loss_names;
     let mut phases: [Vec<f64>; 3] = Default::default();
-    let runs = timed_on(image.device(), repeats, || {
+    let runs = timed(image.device(), repeats, || {
         let (mut forward, mut backward) = (0.0, 0.0);
         let mut grads = None;
         for objective in 0..3 {
@@ -167,7 +163,7 @@ fn matmul_gflops() -> (Vec<f64>, f64) {
     let n = 4096i64;
     let a = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
     let b = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
-    let runs = timed(3, || {
+    let runs = timed(Device::Cpu, 3, || {
         let _ = a.matmul(&b);
         Ok(())
     })
@@ -202,7 +198,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: boo
         // a ready model, then the timed part: read the checkpoint and copy it in
         let loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
         let path = dir.join("state_dict.safetensors");
-        report.runs = timed_on(device, repeats, || SafetensorsFile::open(&path)?.load_into(&loaded.vs).map(|_| ()))?;
+        report.runs = timed(device, repeats, || SafetensorsFile::open(&path)?.load_into(&loaded.vs).map(|_| ()))?;
     } else {
         let mut loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
         let kind = if bf16 { Kind::BFloat16 } else { Kind::Float };
@@ -223,7 +219,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: boo
             "retrieval" => {
                 let (images, ids, masks) = (input(&inputs, dir, "retrieval.images")?, input(&inputs, dir, "retrieval.text_ids")?, input(&inputs, dir, "retrieval.text_masks")?);
                 let mut scores = None;
-                let runs = timed_on(device, repeats, || {
+                let runs = timed(device, repeats, || {
                     scores = Some(tch::no_grad(|| retrieval_scores(model, images, ids, masks))?);
                     Ok(())
                 })?;

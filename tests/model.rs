@@ -307,3 +307,11 @@ fn accumulated_objective_gradients_equal_the_gradient_of_their_sum() {
     assert!(compared > 20, "only {compared} gradients compared");
     assert!(vs.variables().values().all(|v| !v.grad().defined()), "accumulate leaves no .grad behind");
 }
+
+#[test]
+fn bench_refuses_bf16_for_workloads_that_run_in_fp32() {
+    for workload in ["train", "load", "matmul"] {
+        let err = m3ae::bench::run(Path::new("/nonexistent-bench-dir"), workload, 1, Device::Cpu, true).expect_err("bf16 accepted").to_string();
+        assert!(err.contains("--bf16") && err.contains(workload), "{workload}: {err}");
+    }
+}
