@@ -10,7 +10,7 @@ use tch::{nn::Module, Device, Kind, Tensor};
 use crate::checkpoint::safetensors_map::SafetensorsFile;
 use crate::error::{Error, Result};
 use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
-use crate::train::objectives::{compute_itm, compute_mim, compute_mlm};
+use crate::train::pretrain::{pretrain_gradients, PretrainBatch};
 use crate::train::optim::AdamW;
 use crate::weights::{load_model_folder, read_safetensors, write_safetensors, StateDict};
 
@@ -96,37 +96,29 @@ fn infer(model: &M3aeTransformerSs, inputs: &StateDict, dir: &Path, repeats: usi
     timed(image.device(), repeats, || tch::no_grad(|| model.infer(&batch, &InferOptions::default()).map(|_| ())))
 }
 
-/// Workload 2: one pre-training step, MLM + MIM + ITM forward and backward, then AdamW.
-/// Each objective is backpropagated right after its forward ([`AdamW::accumulate`]), so
-/// one objective's graph is alive at a time. Returns the step times and the median time of
-/// each phase (forward and backward summed over the three objectives).
+/// Workload 2: one pre-training step, MLM + MIM + ITM forward and backward, then AdamW:
+/// [`pretrain_gradients`], which backpropagates each objective after its forward and
+/// encodes the plain images once for MLM and ITM. Returns the step times and the median
+/// time of each phase (forward and backward summed over the three objectives).
 fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<(Vec<f64>, TrainPhases)> {
     let get = |n: &str| input(inputs, dir, &format!("train.{n}"));
-    let (image, ids, masks, ids_mlm, labels, itm_image, itm_labels, noise) =
-        (get("image")?, get("text_ids")?, get("text_masks")?, get("text_ids_mlm")?, get("text_labels_mlm")?, get("itm_image")?, get("itm_labels")?, get("mim_noise")?);
-    let batch = InferInput { image, text_ids: ids, text_masks: masks, text_ids_mlm: Some(ids_mlm), mim_noise: Some(noise) };
-    let itm_batch = InferInput { image: itm_image, ..batch };
-    let opts = InferOptions { train: true, ..Default::default() };
-    let w = model.config.loss_names;
+    // the mixed ITM batch holds each negative row's false image, the one row read there
+    let batch = PretrainBatch {
+        image: get("image")?,
+        text_ids: get("text_ids")?,
+        text_masks: get("text_masks")?,
+        text_ids_mlm: get("text_ids_mlm")?,
+        text_labels_mlm: get("text_labels_mlm")?,
+        mim_noise: Some(get("mim_noise")?),
+        itm_labels: get("itm_labels")?,
+        false_image: get("itm_image")?,
+    };
     let mut phases: [Vec<f64>; 3] = Default::default();
-    let runs = timed(image.device(), repeats, || {
-        let (mut forward, mut backward) = (0.0, 0.0);
-        let mut grads = None;
-        for objective in 0..3 {
-            let t = Instant::now();
-            let loss = match objective {
-                0 => compute_mlm(model, &batch, labels, &opts)?.loss * w.mlm,
-                1 => compute_mim(model, &batch, &opts)?.loss * w.mim,
-                _ => compute_itm(model, &itm_batch, itm_labels, &opts)?.loss * w.itm,
-            };
-            forward += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            opt.accumulate(&mut grads, &loss)?;
-            backward += t.elapsed().as_secs_f64();
-        }
+    let runs = timed(batch.image.device(), repeats, || {
+        let step = pretrain_gradients(model, opt, &batch, true)?;
         let t = Instant::now();
-        opt.apply(grads.expect("three objectives ran"), 1.0);
-        for (v, x) in phases.iter_mut().zip([forward, backward, t.elapsed().as_secs_f64()]) {
+        opt.apply(step.gradients, 1.0);
+        for (v, x) in phases.iter_mut().zip([step.times.forward.as_secs_f64(), step.times.backward.as_secs_f64(), t.elapsed().as_secs_f64()]) {
             v.push(x);
         }
         Ok(())

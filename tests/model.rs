@@ -4,7 +4,9 @@ use std::path::Path;
 
 use m3ae::config::{M3aeConfig, TextEncoderConfig, VisionEncoderConfig, Warmup};
 use m3ae::model::{InferInput, InferOptions, M3aeTransformerSs};
+use m3ae::train::objectives;
 use m3ae::train::optim::{lr_factor, param_group, AdamW};
+use m3ae::train::pretrain::{pretrain_gradients, PretrainBatch};
 use m3ae::weights::{load_state_dict, StateDict};
 use m3ae::Error;
 use tch::{nn, Device, Kind, Tensor};
@@ -306,6 +308,64 @@ fn accumulated_objective_gradients_equal_the_gradient_of_their_sum() {
     }
     assert!(compared > 20, "only {compared} gradients compared");
     assert!(vs.variables().values().all(|v| !v.grad().defined()), "accumulate leaves no .grad behind");
+}
+
+/// The pre-training step against upstream's algorithm, one full `infer` per objective: the
+/// same losses and the same summed gradients, for every ablation of mlm and mim.
+#[test]
+fn pretrain_step_sharing_the_image_encoding_equals_one_infer_per_objective() {
+    for (mlm, mim) in [(1.0, 1.0), (0.0, 1.0), (1.0, 0.0)] {
+        let mut c = tiny_config();
+        c.loss_names = m3ae::config::LossNames { mlm, mim, itm: 1.0, vqa: 0.0, cls: 0.0, irtr: 0.0 };
+        let (vs, m) = build(&c);
+        let b = batch(4);
+        let false_image = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let itm_labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
+        let ids_mlm = b.ids.copy();
+        let _ = ids_mlm.narrow(1, 1, 2).fill_(4);
+        let labels_mlm = b.ids.where_self(&ids_mlm.eq(4), &Tensor::full([4, 8], -100, (Kind::Int64, Device::Cpu)));
+        let noise = Tensor::rand([4, 4], (Kind::Float, Device::Cpu));
+        let opt = AdamW::new(&vs, &c);
+        let opts = InferOptions::default();
+
+        // upstream: each objective its own infer; ITM on the mixed batch
+        let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: Some(&ids_mlm), mim_noise: Some(&noise) };
+        let mixed = b.image.where_self(&itm_labels.eq(1).view([4, 1, 1, 1]), &false_image);
+        let mut separate = None;
+        let mut losses = vec![];
+        if mlm > 0.0 {
+            losses.push(objectives::compute_mlm(&m, &input, &labels_mlm, &opts).unwrap().loss);
+        }
+        if mim > 0.0 {
+            losses.push(objectives::compute_mim(&m, &input, &opts).unwrap().loss);
+        }
+        losses.push(objectives::compute_itm(&m, &InferInput { image: &mixed, ..input }, &itm_labels, &opts).unwrap().loss);
+        for l in &losses {
+            opt.accumulate(&mut separate, l).unwrap();
+        }
+        let separate = separate.unwrap();
+
+        let batch = PretrainBatch { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: &ids_mlm, text_labels_mlm: &labels_mlm, mim_noise: Some(&noise), itm_labels: &itm_labels, false_image: &false_image };
+        let shared = pretrain_gradients(&m, &opt, &batch, false).unwrap();
+        let got: Vec<&Tensor> = [&shared.losses.mlm, &shared.losses.mim, &shared.losses.itm].into_iter().flatten().collect();
+        assert_eq!(got.len(), losses.len(), "mlm {mlm} mim {mim}: one loss per objective that is on");
+        for (a, e) in got.iter().zip(&losses) {
+            let d = f64::try_from((*a - e).abs()).unwrap();
+            assert!(d <= 1e-6, "mlm {mlm} mim {mim}: loss {a} vs upstream's {e}");
+        }
+        let names: Vec<&str> = opt.groups().map(|(n, _)| n).collect();
+        let mut compared = 0;
+        for ((name, e), a) in names.iter().zip(separate.tensors()).zip(shared.gradients.tensors()) {
+            assert_eq!(e.defined(), a.defined(), "{name}: reached on one path only");
+            if e.defined() {
+                let scale = f64::try_from(e.abs().max()).unwrap().max(1e-6);
+                let diff = f64::try_from((e - a).abs().max()).unwrap();
+                assert!(diff <= 1e-5 * scale, "mlm {mlm} mim {mim}, {name}: gradient differs by {diff} (scale {scale})");
+                compared += usize::from(name.starts_with("vision_encoder."));
+            }
+        }
+        assert!(compared > 10, "only {compared} vision gradients compared");
+    }
 }
 
 #[test]

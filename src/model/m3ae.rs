@@ -197,14 +197,26 @@ impl M3aeTransformerSs {
     }
 
     fn check_input(&self, input: &InferInput, opts: &InferOptions) -> Result<()> {
+        self.check_text(input, opts)?;
+        let (b, s) = (input.text_ids.size()[0], self.config.image_size);
+        let img = input.image.size();
+        if img.len() != 4 || img[0] != b || img[1] != 3 || img[2] != s || img[3] != s {
+            return Err(Error::input("image", format!("expected [{b}, 3, {s}, {s}], got {img:?}")));
+        }
+        if let (true, Some(noise)) = (opts.mask_image, input.mim_noise) {
+            let g = self.config.grid();
+            if noise.size() != [b, g * g] {
+                return Err(Error::input("mim_noise", format!("expected [{b}, {}], got {:?}", g * g, noise.size())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The text inputs and the switches; `input.image` is not read.
+    fn check_text(&self, input: &InferInput, opts: &InferOptions) -> Result<()> {
         let ids = input.text_ids.size();
-        let s = self.config.image_size;
         if ids.len() != 2 || input.text_masks.size() != ids {
             return Err(Error::input("text_ids/text_masks", format!("must both be [B, L], got {:?} and {:?}", ids, input.text_masks.size())));
-        }
-        let img = input.image.size();
-        if img.len() != 4 || img[0] != ids[0] || img[1] != 3 || img[2] != s || img[3] != s {
-            return Err(Error::input("image", format!("expected [{}, 3, {s}, {s}], got {img:?}", ids[0])));
         }
         let text = &self.language_encoder.config;
         if ids[1] + 1 >= text.max_position_embeddings {
@@ -223,12 +235,6 @@ impl M3aeTransformerSs {
         }
         if opts.mask_text && input.text_ids_mlm.map(|t| t.size() != ids).unwrap_or(true) {
             return Err(Error::input("text_ids_mlm", format!("mask_text needs masked ids of shape {ids:?}")));
-        }
-        if let (true, Some(noise)) = (opts.mask_image, input.mim_noise) {
-            let g = self.config.grid();
-            if noise.size() != [ids[0], g * g] {
-                return Err(Error::input("mim_noise", format!("expected [{}, {}], got {:?}", ids[0], g * g, noise.size())));
-            }
         }
         Ok(())
     }
@@ -317,21 +323,50 @@ impl M3aeTransformerSs {
         Fused { text_feats: x, image_feats: y, cls_feats, text_cls, image_cls, attentions, mim_input }
     }
 
-    /// Upstream's `infer`: encode both modalities, fuse them, pool.
+    /// Upstream's `infer`: encode the text, then the image (the order upstream draws its
+    /// random numbers in), fuse them, pool.
     pub fn infer(&self, input: &InferInput, opts: &InferOptions) -> Result<InferOutput> {
         self.check_input(input, opts)?;
         let mut trace = opts.keep_intermediates.then(InferTrace::default);
-        let text_ids = if opts.mask_text { input.text_ids_mlm.unwrap() } else { input.text_ids };
-        let text_mask = extended_attention_mask(input.text_masks, Kind::Float);
-        let t = self.encode_text(text_ids, &text_mask, opts.train, trace.as_mut());
+        let (t, text_mask) = self.text_half(input, opts, trace.as_mut());
         let noise = opts.mask_image.then(|| {
             let g = self.config.grid();
             input.mim_noise.map(|z| z.shallow_clone()).unwrap_or_else(|| Tensor::rand([t.size()[0], g * g], (Kind::Float, t.device())))
         });
         let (v, masking) = self.encode_image(input.image, noise.as_ref(), trace.as_mut());
-        let f = self.fuse(&t, &text_mask, &v, opts, trace.as_mut());
+        Ok(self.fused_output(&t, &text_mask, &v, masking, opts, trace))
+    }
+
+    /// `infer` on image features already through [`Self::encode_image`] (unmasked), so one
+    /// encoding can serve several passes: the pre-training step shares it between MLM and
+    /// ITM. `image_feats` [B, Lv, H]; `input.image` is not read.
+    pub fn infer_from_image_feats(&self, input: &InferInput, image_feats: &Tensor, opts: &InferOptions) -> Result<InferOutput> {
+        if opts.mask_image {
+            return Err(Error::Config("infer_from_image_feats: a mask_image pass encodes its own (masked) image; call infer".into()));
+        }
+        self.check_text(input, opts)?;
+        let (b, h) = (input.text_ids.size()[0], self.config.hidden_size);
+        match image_feats.size().as_slice() {
+            &[n, _, d] if n == b && d == h => {}
+            other => return Err(Error::input("image_feats", format!("expected [{b}, Lv, {h}], got {other:?}"))),
+        }
+        let mut trace = opts.keep_intermediates.then(InferTrace::default);
+        let (t, text_mask) = self.text_half(input, opts, trace.as_mut());
+        Ok(self.fused_output(&t, &text_mask, image_feats, None, opts, trace))
+    }
+
+    /// The (masked or plain) ids through [`Self::encode_text`]: [B, L, H] and the additive mask.
+    fn text_half(&self, input: &InferInput, opts: &InferOptions, trace: Option<&mut InferTrace>) -> (Tensor, Tensor) {
+        let text_ids = if opts.mask_text { input.text_ids_mlm.unwrap() } else { input.text_ids };
+        let text_mask = extended_attention_mask(input.text_masks, Kind::Float);
+        (self.encode_text(text_ids, &text_mask, opts.train, trace), text_mask)
+    }
+
+    /// [`Self::fuse`] packed as `infer`'s output.
+    fn fused_output(&self, t: &Tensor, text_mask: &Tensor, v: &Tensor, masking: Option<(Tensor, Tensor)>, opts: &InferOptions, mut trace: Option<InferTrace>) -> InferOutput {
+        let f = self.fuse(t, text_mask, v, opts, trace.as_mut());
         let mim = masking.map(|(masks, ids_restore)| MimMasking { masks, ids_restore, image_feats_for_decoder: f.mim_input.shallow_clone() });
-        Ok(InferOutput {
+        InferOutput {
             multi_modal_text_feats: f.text_feats,
             multi_modal_image_feats: f.image_feats,
             multi_modal_cls_feats: f.cls_feats,
@@ -340,6 +375,6 @@ impl M3aeTransformerSs {
             mim,
             attentions: f.attentions,
             trace,
-        })
+        }
     }
 }

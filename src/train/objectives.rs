@@ -57,6 +57,11 @@ pub struct MlmOutput {
 /// `compute_mlm`: infer(mask_text=True) on `input.text_ids_mlm`, predict `labels`.
 pub fn compute_mlm(model: &M3aeTransformerSs, input: &InferInput, labels: &Tensor, opts: &InferOptions) -> Result<MlmOutput> {
     let infer = model.infer(input, &InferOptions { mask_text: true, mask_image: false, ..*opts })?;
+    mlm_from(model, infer, labels)
+}
+
+/// The MLM head and loss on a `mask_text` pass.
+pub fn mlm_from(model: &M3aeTransformerSs, infer: InferOutput, labels: &Tensor) -> Result<MlmOutput> {
     let logits = head(&model.mlm_head, "mlm_head")?.forward(&infer.multi_modal_text_feats);
     Ok(MlmOutput { loss: mlm_loss(&logits, labels), logits, infer })
 }
@@ -92,6 +97,11 @@ pub struct HeadOutput {
 /// a false one where 0).
 pub fn compute_itm(model: &M3aeTransformerSs, input: &InferInput, labels: &Tensor, opts: &InferOptions) -> Result<HeadOutput> {
     let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, ..*opts })?;
+    itm_from(model, infer, labels)
+}
+
+/// The ITM head and loss on a plain pass over the mixed pairs.
+pub fn itm_from(model: &M3aeTransformerSs, infer: InferOutput, labels: &Tensor) -> Result<HeadOutput> {
     let logits = head(&model.itm_head, "itm_head")?.forward(&infer.multi_modal_cls_feats);
     Ok(HeadOutput { loss: cross_entropy(&logits, labels), logits, infer })
 }

@@ -106,11 +106,21 @@ impl AdamW {
     /// next forward: only one graph is alive at a time, and the total equals the gradient of
     /// the summed loss up to float summation order.
     pub fn accumulate(&self, sum: &mut Option<Gradients>, loss: &Tensor) -> Result<()> {
-        let new = self.gradients(loss)?;
+        self.accumulate_with(sum, loss, &[]).map(|_| ())
+    }
+
+    /// [`Self::accumulate`], also returning d`loss`/d`x` for each of `inputs`: tensors that
+    /// require grad but are not parameters, such as a detached encoding that two objectives
+    /// share. Undefined where the loss does not reach one.
+    pub fn accumulate_with(&self, sum: &mut Option<Gradients>, loss: &Tensor, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut wrt: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
+        wrt.extend_from_slice(inputs);
+        let mut new = Tensor::f_run_backward(&[loss], &wrt, false, false)?;
+        let extra = new.split_off(self.slots.len());
         match sum {
-            None => *sum = Some(new),
+            None => *sum = Some(Gradients(new)),
             Some(Gradients(acc)) => tch::no_grad(|| {
-                for (a, g) in acc.iter_mut().zip(new.0) {
+                for (a, g) in acc.iter_mut().zip(new) {
                     match (a.defined(), g.defined()) {
                         (true, true) => {
                             let _ = a.g_add_(&g);
@@ -121,7 +131,7 @@ impl AdamW {
                 }
             }),
         }
-        Ok(())
+        Ok(extra)
     }
 
     /// One step on gradients from [`Self::gradients`] / [`Self::accumulate`], consumed and

@@ -1,0 +1,184 @@
+//! One pre-training step: upstream `M3AETransformerSS.forward` with `mlm`, `mim` and `itm`
+//! on, each objective backpropagated right after its forward, and the plain images encoded
+//! once for the two objectives that read them.
+//!
+//! Upstream runs one whole `infer` per objective. MLM reads the B true images; ITM reads the
+//! true image where its label is 1 and a false one where it is 0, so upstream encodes every
+//! positive ITM row's image a second time. CLIP has no dropout, so the two encodings are the
+//! same tensor. Here the true images and the false images ITM needs go through CLIP (and
+//! `multi_modal_vision_proj`) once; MLM and ITM read their rows from a detached copy, and
+//! CLIP's backward runs once, on the sum of both objectives' gradients. Losses and gradients
+//! are upstream's up to float summation order; at batch B with B/2 negatives, CLIP encodes
+//! 1.5·B full images instead of 2·B.
+use std::time::{Duration, Instant};
+
+use tch::{Kind, Tensor};
+
+use super::objectives::{compute_mim, itm_from, mlm_from};
+use super::optim::{AdamW, Gradients};
+use crate::error::{Error, Result};
+use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
+
+/// One pre-training batch, as upstream's collator and `compute_itm` lay it out.
+#[derive(Debug, Clone, Copy)]
+pub struct PretrainBatch<'a> {
+    /// [B, 3, S, S], normalized.
+    pub image: &'a Tensor,
+    /// [B, L] ids and 0/1 mask.
+    pub text_ids: &'a Tensor,
+    pub text_masks: &'a Tensor,
+    /// [B, L] ids after MLM masking, and their labels (-100 where not predicted).
+    pub text_ids_mlm: &'a Tensor,
+    pub text_labels_mlm: &'a Tensor,
+    /// [B, grid²] noise for `random_masking`; drawn with `torch.rand` when absent.
+    pub mim_noise: Option<&'a Tensor>,
+    /// [B] int64: 1 pairs the row's text with its own image, 0 with `false_image`'s row.
+    pub itm_labels: &'a Tensor,
+    /// [B, 3, S, S], read only where the label is 0 (so the mixed ITM batch itself serves).
+    pub false_image: &'a Tensor,
+}
+
+/// Each objective's loss before its weight (detached scalars); `None` where it is off.
+#[derive(Debug, Default)]
+pub struct PretrainLosses {
+    pub mlm: Option<Tensor>,
+    pub mim: Option<Tensor>,
+    pub itm: Option<Tensor>,
+}
+
+/// Wall time of the forward and backward passes of one step (no device sync inside).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassTimes {
+    pub forward: Duration,
+    pub backward: Duration,
+}
+
+/// What [`pretrain_gradients`] returns: the gradient of Σ wᵢ·lossᵢ for [`AdamW::apply`].
+#[derive(Debug)]
+pub struct PretrainStep {
+    pub gradients: Gradients,
+    pub losses: PretrainLosses,
+    pub times: PassTimes,
+}
+
+/// Forward and backward of every objective among mlm, mim, itm whose weight in `loss_names`
+/// is > 0, in upstream's order (the order it draws random numbers in). `train` turns dropout on.
+pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &PretrainBatch, train: bool) -> Result<PretrainStep> {
+    let w = model.config.loss_names;
+    let (mlm_on, mim_on, itm_on) = (w.mlm > 0.0, w.mim > 0.0, w.itm > 0.0);
+    if !(mlm_on || mim_on || itm_on) {
+        return Err(Error::Config("pre-training needs mlm, mim or itm > 0 in loss_names".into()));
+    }
+    let b = batch.text_ids.size()[0];
+    if itm_on {
+        check_itm(batch, b)?;
+    }
+    let opts = InferOptions { train, ..Default::default() };
+    let input = InferInput { image: batch.image, text_ids: batch.text_ids, text_masks: batch.text_masks, text_ids_mlm: Some(batch.text_ids_mlm), mim_noise: batch.mim_noise };
+    let (mut grads, mut losses, mut times) = (None, PretrainLosses::default(), PassTimes::default());
+    let mut leaf_grad = None; // Σ over MLM and ITM of d(loss)/d(shared leaf)
+    let clock = Instant::now;
+
+    // The shared image encoding: [B + negatives, Lv, H] (or only what the one reader needs).
+    let t = clock();
+    let shared = (mlm_on || itm_on).then(|| shared_images(model, batch, b, mlm_on, itm_on)).transpose()?;
+    times.forward += t.elapsed();
+
+    if mlm_on {
+        let (_, leaf, _) = shared.as_ref().expect("encoded for mlm");
+        let t = clock();
+        let feats = leaf.narrow(0, 0, b);
+        let infer = model.infer_from_image_feats(&input, &feats, &InferOptions { mask_text: true, ..opts })?;
+        let loss = mlm_from(model, infer, batch.text_labels_mlm)?.loss;
+        times.forward += t.elapsed();
+        let t = clock();
+        let g = opt.accumulate_with(&mut grads, &(&loss * w.mlm), &[leaf])?;
+        times.backward += t.elapsed();
+        add_leaf_grad(&mut leaf_grad, g);
+        losses.mlm = Some(loss.detach());
+    }
+    if mim_on {
+        let t = clock();
+        let loss = compute_mim(model, &input, &opts)?.loss;
+        times.forward += t.elapsed();
+        let t = clock();
+        opt.accumulate(&mut grads, &(&loss * w.mim))?;
+        times.backward += t.elapsed();
+        losses.mim = Some(loss.detach());
+    }
+    if itm_on {
+        let (_, leaf, rows) = shared.as_ref().expect("encoded for itm");
+        let t = clock();
+        let feats = leaf.index_select(0, rows.as_ref().expect("itm rows"));
+        let infer = model.infer_from_image_feats(&input, &feats, &opts)?;
+        let loss = itm_from(model, infer, batch.itm_labels)?.loss;
+        times.forward += t.elapsed();
+        let t = clock();
+        let g = opt.accumulate_with(&mut grads, &(&loss * w.itm), &[leaf])?;
+        times.backward += t.elapsed();
+        add_leaf_grad(&mut leaf_grad, g);
+        losses.itm = Some(loss.detach());
+    }
+    if let (Some((encoded, _, _)), Some(g)) = (shared, leaf_grad) {
+        // CLIP's backward, once: d/dθ Σ(encoded · g) = (∂encoded/∂θ)ᵀ g
+        let t = clock();
+        opt.accumulate(&mut grads, &(encoded * g).sum(Kind::Float))?;
+        times.backward += t.elapsed();
+    }
+    let gradients = grads.expect("at least one objective ran");
+    Ok(PretrainStep { gradients, losses, times })
+}
+
+/// (CLIP output with its graph, a detached copy that the objectives read and differentiate
+/// against, ITM's row of that copy for each batch row).
+type Shared = (Tensor, Tensor, Option<Tensor>);
+
+fn shared_images(model: &M3aeTransformerSs, batch: &PretrainBatch, b: i64, mlm_on: bool, itm_on: bool) -> Result<Shared> {
+    let s = model.config.image_size;
+    if batch.image.size() != [b, 3, s, s] {
+        return Err(Error::input("image", format!("expected [{b}, 3, {s}, {s}], got {:?}", batch.image.size())));
+    }
+    let device = batch.image.device();
+    let negative = batch.itm_labels.eq(0); // [B] bool
+    let (images, rows) = match (mlm_on, itm_on) {
+        (_, false) => (batch.image.shallow_clone(), None),
+        // ITM alone reads exactly its mixed batch
+        (false, true) => (batch.image.where_self(&negative.eq(0).view([b, 1, 1, 1]), batch.false_image), Some(Tensor::arange(b, (Kind::Int64, device)))),
+        (true, true) => {
+            // [B true ‖ n false] images; ITM row i reads i (label 1) or B + (its rank among the negatives)
+            let false_rows = negative.nonzero().squeeze_dim(1);
+            let images = Tensor::cat(&[batch.image, &batch.false_image.index_select(0, &false_rows)], 0);
+            let rank = negative.cumsum(0, Kind::Int64) - 1;
+            let rows = (rank + b).where_self(&negative, &Tensor::arange(b, (Kind::Int64, device)));
+            (images, Some(rows))
+        }
+    };
+    let (encoded, _) = model.encode_image(&images, None, None); // [n, Lv, H]
+    let leaf = encoded.detach().set_requires_grad(true);
+    Ok((encoded, leaf, rows))
+}
+
+/// Adds an objective's gradient w.r.t. the shared leaf to the running sum.
+fn add_leaf_grad(sum: &mut Option<Tensor>, g: Vec<Tensor>) {
+    match (sum.as_mut(), g.into_iter().next().filter(Tensor::defined)) {
+        (Some(acc), Some(g)) => tch::no_grad(|| {
+            let _ = acc.g_add_(&g);
+        }),
+        (None, Some(g)) => *sum = Some(g),
+        (_, None) => {}
+    }
+}
+
+fn check_itm(batch: &PretrainBatch, b: i64) -> Result<()> {
+    if batch.itm_labels.size() != [b] || batch.itm_labels.kind() != Kind::Int64 {
+        return Err(Error::input("itm_labels", format!("expected [{b}] int64, got {:?} {:?}", batch.itm_labels.size(), batch.itm_labels.kind())));
+    }
+    let bad = batch.itm_labels.ne(0).logical_and(&batch.itm_labels.ne(1)).any();
+    if bool::try_from(bad)? {
+        return Err(Error::input("itm_labels", "labels must be 0 or 1"));
+    }
+    if batch.false_image.size() != batch.image.size() {
+        return Err(Error::input("false_image", format!("expected the image's shape {:?}, got {:?}", batch.image.size(), batch.false_image.size())));
+    }
+    Ok(())
+}
