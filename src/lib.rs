@@ -15,7 +15,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
-pub mod kernels;
 pub mod model;
 pub mod parity;
 pub mod runtime;

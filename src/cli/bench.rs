@@ -1,4 +1,4 @@
-//! `m3ae bench --dir DIR --workload W [--repeats N] [--bf16] [--plain-linear] [--out FILE.json]`
+//! `m3ae bench --dir DIR --workload W [--repeats N] [--bf16] [--out FILE.json]`
 use std::path::PathBuf;
 
 use tch::Device;
@@ -17,16 +17,12 @@ pub struct Args {
     /// Weights and inputs in bfloat16 (infer, retrieval); with --cuda, the GPU comparison.
     #[arg(long)]
     pub bf16: bool,
-    /// Plain `at::linear` everywhere: no MKL-packed weights under no_grad (an A/B switch).
-    #[arg(long)]
-    pub plain_linear: bool,
     /// Also write the report here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
-    m3ae::model::linear::set_packed_inference(!args.plain_linear);
     let report = m3ae::bench::run(&args.dir, &args.workload, args.repeats, device, args.bf16)?;
     let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
     println!("{json}");

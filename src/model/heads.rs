@@ -6,12 +6,11 @@ use super::init;
 use super::masking::sincos_2d;
 use super::vision::{ClipLayerNorm, Transformer};
 use crate::config::M3aeConfig;
-use super::linear::Linear;
 
 /// `BertPredictionHeadTransform` (`mlm_head.transform.`): dense, GELU, LayerNorm (eps 1e-12).
 #[derive(Debug)]
 pub struct BertPredictionHeadTransform {
-    dense: Linear,
+    dense: nn::Linear,
     layer_norm: nn::LayerNorm,
 }
 
@@ -25,7 +24,7 @@ impl Module for BertPredictionHeadTransform {
 #[derive(Debug)]
 pub struct MlmHead {
     transform: BertPredictionHeadTransform,
-    decoder: Linear,
+    decoder: nn::Linear,
     bias: Tensor,
 }
 
@@ -53,13 +52,13 @@ impl Module for MlmHead {
 /// `MIMHead` (`mim_head.`): an MAE decoder over the fused image stream.
 #[derive(Debug)]
 pub struct MimHead {
-    decoder_embed: Linear,
+    decoder_embed: nn::Linear,
     mask_token: Tensor,
     /// Fixed 2-D sin-cos table [1, 1 + grid², Dd] (requires_grad False).
     pub decoder_pos_embed: Tensor,
     decoder: Transformer,
     decoder_norm: ClipLayerNorm,
-    decoder_pred: Linear,
+    decoder_pred: nn::Linear,
 }
 
 /// What the MIM decoder computed, stage by stage.
@@ -111,7 +110,7 @@ impl MimHead {
 /// `ITMHead` (`itm_head.fc`): Linear(2H, 2).
 #[derive(Debug)]
 pub struct ItmHead {
-    pub fc: Linear,
+    pub fc: nn::Linear,
 }
 
 impl ItmHead {
@@ -130,9 +129,9 @@ impl Module for ItmHead {
 /// GELU `2`, Linear(2H, n) `3`.
 #[derive(Debug)]
 pub struct ClassifierHead {
-    l0: Linear,
+    l0: nn::Linear,
     ln1: nn::LayerNorm,
-    l3: Linear,
+    l3: nn::Linear,
 }
 
 impl ClassifierHead {

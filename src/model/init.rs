@@ -2,16 +2,16 @@
 //! biases zero, LayerNorm weight one and bias zero.
 use tch::nn::{self, Init};
 
-use super::linear::Linear;
-
 pub const STD: f64 = 0.02;
 
-pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> Linear {
-    Linear::new(&p, d_in, d_out, Init::Randn { mean: 0.0, stdev: STD }, Some(Init::Const(0.0)))
+pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+    let cfg = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: STD }, bs_init: Some(Init::Const(0.0)), bias: true };
+    nn::linear(p, d_in, d_out, cfg)
 }
 
-pub fn linear_no_bias(p: nn::Path, d_in: i64, d_out: i64) -> Linear {
-    Linear::new(&p, d_in, d_out, Init::Randn { mean: 0.0, stdev: STD }, None)
+pub fn linear_no_bias(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+    let cfg = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: STD }, bs_init: None, bias: false };
+    nn::linear(p, d_in, d_out, cfg)
 }
 
 pub fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {

@@ -12,7 +12,6 @@ use super::vision::{Clip, VisualTrace};
 use super::init;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
-use super::linear::Linear;
 
 /// Inputs of one `infer` call.
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +118,8 @@ pub struct M3aeTransformerSs {
     pub config: M3aeConfig,
     pub vision_encoder: Clip,
     pub language_encoder: RobertaModel,
-    multi_modal_language_proj: Linear,
-    multi_modal_vision_proj: Linear,
+    multi_modal_language_proj: nn::Linear,
+    multi_modal_vision_proj: nn::Linear,
     modality_type_embeddings: nn::Embedding,
     multi_modal_vision_layers: Vec<BertCrossLayer>,
     multi_modal_language_layers: Vec<BertCrossLayer>,
@@ -131,7 +130,7 @@ pub struct M3aeTransformerSs {
     pub itm_head: Option<ItmHead>,
     pub vqa_head: Option<ClassifierHead>,
     pub cls_head: Option<ClassifierHead>,
-    pub irtr_head: Option<Linear>,
+    pub irtr_head: Option<nn::Linear>,
 }
 
 impl M3aeTransformerSs {

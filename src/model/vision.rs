@@ -9,7 +9,6 @@ use tch::{Kind, Tensor};
 
 use super::init;
 use crate::config::VisionEncoderConfig;
-use super::linear::Linear;
 
 /// nn.LayerNorm's default eps, which CLIP's LayerNorm keeps.
 const CLIP_LN_EPS: f64 = 1e-5;
@@ -43,9 +42,9 @@ impl Module for ClipLayerNorm {
 /// `nn.MultiheadAttention` self-attention with packed q,k,v (`attn.in_proj_weight` [3D, D]).
 #[derive(Debug)]
 pub struct MultiheadAttention {
-    /// `in_proj_weight` [3D, D] and `in_proj_bias` [3D], applied as one Linear.
-    in_proj: Linear,
-    out_proj: Linear,
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor,
+    out_proj: nn::Linear,
     num_heads: i64,
 }
 
@@ -54,8 +53,9 @@ impl MultiheadAttention {
         // torch: xavier_uniform_ for in_proj_weight, zeros for the biases.
         let bound = (6.0 / (d + 3 * d) as f64).sqrt();
         MultiheadAttention {
-            in_proj: Linear::from_vars(p.var("in_proj_weight", &[3 * d, d], Init::Uniform { lo: -bound, up: bound }), Some(p.var("in_proj_bias", &[3 * d], Init::Const(0.0)))),
-            out_proj: Linear::new(&(&p / "out_proj"), d, d, nn::init::DEFAULT_KAIMING_UNIFORM, Some(Init::Const(0.0))),
+            in_proj_weight: p.var("in_proj_weight", &[3 * d, d], Init::Uniform { lo: -bound, up: bound }),
+            in_proj_bias: p.var("in_proj_bias", &[3 * d], Init::Const(0.0)),
+            out_proj: nn::linear(&p / "out_proj", d, d, nn::LinearConfig { bs_init: Some(Init::Const(0.0)), ..Default::default() }),
             num_heads,
         }
     }
@@ -65,7 +65,7 @@ impl MultiheadAttention {
         let (n, l, d) = x.size3().expect("MultiheadAttention: x must be [N, L, D]");
         let h = self.num_heads;
         // [N, L, 3D] -> 3 × [N, H, L, D/H]
-        let qkv = x.apply(&self.in_proj);
+        let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
         let qkv = qkv.view([n, l, 3, h, d / h]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<&Tensor>, 0.0, false, None, false);
@@ -77,8 +77,8 @@ impl MultiheadAttention {
 /// The `mlp` Sequential of a CLIP block: c_fc -> QuickGELU -> c_proj.
 #[derive(Debug)]
 pub struct ClipMlp {
-    c_fc: Linear,
-    c_proj: Linear,
+    c_fc: nn::Linear,
+    c_proj: nn::Linear,
 }
 
 impl Module for ClipMlp {
