@@ -365,6 +365,14 @@ fn pretrain_step_sharing_the_image_encoding_equals_one_infer_per_objective() {
             }
         }
         assert!(compared > 10, "only {compared} vision gradients compared");
+
+        // bad pairing input is an error that names it
+        let short = Tensor::from_slice(&[1i64, 0]);
+        let err = pretrain_gradients(&m, &opt, &PretrainBatch { itm_labels: &short, ..batch }, false).expect_err("[2] labels for 4 rows").to_string();
+        assert!(err.contains("itm_labels"), "{err}");
+        let wrong = Tensor::randn([4, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let err = pretrain_gradients(&m, &opt, &PretrainBatch { false_image: &wrong, ..batch }, false).expect_err("16 px false images").to_string();
+        assert!(err.contains("false_image"), "{err}");
     }
 }
 

@@ -69,7 +69,10 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
     if !(mlm_on || mim_on || itm_on) {
         return Err(Error::Config("pre-training needs mlm, mim or itm > 0 in loss_names".into()));
     }
-    let b = batch.text_ids.size()[0];
+    let b = match batch.text_ids.size().as_slice() {
+        &[b, _] => b,
+        other => return Err(Error::input("text_ids", format!("must be [B, L], got {other:?}"))),
+    };
     if itm_on {
         check_itm(batch, b)?;
     }
@@ -85,7 +88,7 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
     times.forward += t.elapsed();
 
     if mlm_on {
-        let (_, leaf, _) = shared.as_ref().expect("encoded for mlm");
+        let leaf = &shared.as_ref().expect("encoded for mlm").leaf;
         let t = clock();
         let feats = leaf.narrow(0, 0, b);
         let infer = model.infer_from_image_feats(&input, &feats, &InferOptions { mask_text: true, ..opts })?;
@@ -107,9 +110,9 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
         losses.mim = Some(loss.detach());
     }
     if itm_on {
-        let (_, leaf, rows) = shared.as_ref().expect("encoded for itm");
+        let SharedImages { leaf, itm_rows, .. } = shared.as_ref().expect("encoded for itm");
         let t = clock();
-        let feats = leaf.index_select(0, rows.as_ref().expect("itm rows"));
+        let feats = leaf.index_select(0, itm_rows.as_ref().expect("itm rows"));
         let infer = model.infer_from_image_feats(&input, &feats, &opts)?;
         let loss = itm_from(model, infer, batch.itm_labels)?.loss;
         times.forward += t.elapsed();
@@ -119,7 +122,7 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
         add_leaf_grad(&mut leaf_grad, g);
         losses.itm = Some(loss.detach());
     }
-    if let (Some((encoded, _, _)), Some(g)) = (shared, leaf_grad) {
+    if let (Some(SharedImages { encoded, .. }), Some(g)) = (shared, leaf_grad) {
         // CLIP's backward, once: d/dθ Σ(encoded · g) = (∂encoded/∂θ)ᵀ g
         let t = clock();
         opt.accumulate(&mut grads, &(encoded * g).sum(Kind::Float))?;
@@ -129,11 +132,17 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
     Ok(PretrainStep { gradients, losses, times })
 }
 
-/// (CLIP output with its graph, a detached copy that the objectives read and differentiate
-/// against, ITM's row of that copy for each batch row).
-type Shared = (Tensor, Tensor, Option<Tensor>);
+/// The image encoding MLM and ITM share.
+struct SharedImages {
+    /// [n, Lv, H]: CLIP + `multi_modal_vision_proj`, with its graph.
+    encoded: Tensor,
+    /// `encoded`, detached: the objectives read it and differentiate against it.
+    leaf: Tensor,
+    /// [B]: the row of `leaf` ITM pairs with each text (None when ITM is off).
+    itm_rows: Option<Tensor>,
+}
 
-fn shared_images(model: &M3aeTransformerSs, batch: &PretrainBatch, b: i64, mlm_on: bool, itm_on: bool) -> Result<Shared> {
+fn shared_images(model: &M3aeTransformerSs, batch: &PretrainBatch, b: i64, mlm_on: bool, itm_on: bool) -> Result<SharedImages> {
     let s = model.config.image_size;
     if batch.image.size() != [b, 3, s, s] {
         return Err(Error::input("image", format!("expected [{b}, 3, {s}, {s}], got {:?}", batch.image.size())));
@@ -155,7 +164,7 @@ fn shared_images(model: &M3aeTransformerSs, batch: &PretrainBatch, b: i64, mlm_o
     };
     let (encoded, _) = model.encode_image(&images, None, None); // [n, Lv, H]
     let leaf = encoded.detach().set_requires_grad(true);
-    Ok((encoded, leaf, rows))
+    Ok(SharedImages { encoded, leaf, itm_rows: rows })
 }
 
 /// Adds an objective's gradient w.r.t. the shared leaf to the running sum.
