@@ -97,8 +97,16 @@ impl AdamW {
     /// loss does not reach the parameter. The gradients are returned by autograd rather than
     /// accumulated into `.grad`: nothing is left allocated on the parameters.
     pub fn gradients(&self, loss: &Tensor) -> Result<Gradients> {
-        let params: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
-        Ok(Gradients(Tensor::f_run_backward(&[loss], &params, false, false)?))
+        self.backward_wrt(loss, &[]).map(|(g, _)| g)
+    }
+
+    /// d`loss`/d`param` for every slot, then d`loss`/d`x` for each of `inputs`.
+    fn backward_wrt(&self, loss: &Tensor, inputs: &[&Tensor]) -> Result<(Gradients, Vec<Tensor>)> {
+        let mut wrt: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
+        wrt.extend_from_slice(inputs);
+        let mut params = Tensor::f_run_backward(&[loss], &wrt, false, false)?;
+        let extra = params.split_off(self.slots.len());
+        Ok((Gradients(params), extra))
     }
 
     /// Adds d`loss`/d`param` to `sum` (starting it when None). Backpropagating each objective
@@ -113,14 +121,11 @@ impl AdamW {
     /// require grad but are not parameters, such as a detached encoding that two objectives
     /// share. Undefined where the loss does not reach one.
     pub fn accumulate_with(&self, sum: &mut Option<Gradients>, loss: &Tensor, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let mut wrt: Vec<&Tensor> = self.slots.iter().map(|s| &s.param).collect();
-        wrt.extend_from_slice(inputs);
-        let mut new = Tensor::f_run_backward(&[loss], &wrt, false, false)?;
-        let extra = new.split_off(self.slots.len());
+        let (new, extra) = self.backward_wrt(loss, inputs)?;
         match sum {
-            None => *sum = Some(Gradients(new)),
+            None => *sum = Some(new),
             Some(Gradients(acc)) => tch::no_grad(|| {
-                for (a, g) in acc.iter_mut().zip(new) {
+                for (a, g) in acc.iter_mut().zip(new.0) {
                     match (a.defined(), g.defined()) {
                         (true, true) => {
                             let _ = a.g_add_(&g);

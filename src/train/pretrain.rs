@@ -78,58 +78,77 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
     }
     let opts = InferOptions { train, ..Default::default() };
     let input = InferInput { image: batch.image, text_ids: batch.text_ids, text_masks: batch.text_masks, text_ids_mlm: Some(batch.text_ids_mlm), mim_noise: batch.mim_noise };
-    let (mut grads, mut losses, mut times) = (None, PretrainLosses::default(), PassTimes::default());
-    let mut leaf_grad = None; // Σ over MLM and ITM of d(loss)/d(shared leaf)
-    let clock = Instant::now;
+    let mut losses = PretrainLosses::default();
+    let mut pass = Passes { opt, grads: None, times: PassTimes::default(), leaf_grad: None };
 
     // The shared image encoding: [B + negatives, Lv, H] (or only what the one reader needs).
-    let t = clock();
-    let shared = (mlm_on || itm_on).then(|| shared_images(model, batch, b, mlm_on, itm_on)).transpose()?;
-    times.forward += t.elapsed();
+    let shared = pass.forward(|| (mlm_on || itm_on).then(|| shared_images(model, batch, b, mlm_on, itm_on)).transpose())?;
 
     if mlm_on {
         let leaf = &shared.as_ref().expect("encoded for mlm").leaf;
-        let t = clock();
-        let feats = leaf.narrow(0, 0, b);
-        let infer = model.infer_from_image_feats(&input, &feats, &InferOptions { mask_text: true, ..opts })?;
-        let loss = mlm_from(model, infer, batch.text_labels_mlm)?.loss;
-        times.forward += t.elapsed();
-        let t = clock();
-        let g = opt.accumulate_with(&mut grads, &(&loss * w.mlm), &[leaf])?;
-        times.backward += t.elapsed();
-        add_leaf_grad(&mut leaf_grad, g);
+        let loss = pass.forward(|| {
+            let infer = model.infer_from_image_feats(&input, &leaf.narrow(0, 0, b), &InferOptions { mask_text: true, ..opts })?;
+            Ok(mlm_from(model, infer, batch.text_labels_mlm)?.loss)
+        })?;
+        pass.backward(&(&loss * w.mlm), Some(leaf))?;
         losses.mlm = Some(loss.detach());
     }
     if mim_on {
-        let t = clock();
-        let loss = compute_mim(model, &input, &opts)?.loss;
-        times.forward += t.elapsed();
-        let t = clock();
-        opt.accumulate(&mut grads, &(&loss * w.mim))?;
-        times.backward += t.elapsed();
+        let loss = pass.forward(|| Ok(compute_mim(model, &input, &opts)?.loss))?;
+        pass.backward(&(&loss * w.mim), None)?;
         losses.mim = Some(loss.detach());
     }
     if itm_on {
         let SharedImages { leaf, itm_rows, .. } = shared.as_ref().expect("encoded for itm");
-        let t = clock();
-        let feats = leaf.index_select(0, itm_rows.as_ref().expect("itm rows"));
-        let infer = model.infer_from_image_feats(&input, &feats, &opts)?;
-        let loss = itm_from(model, infer, batch.itm_labels)?.loss;
-        times.forward += t.elapsed();
-        let t = clock();
-        let g = opt.accumulate_with(&mut grads, &(&loss * w.itm), &[leaf])?;
-        times.backward += t.elapsed();
-        add_leaf_grad(&mut leaf_grad, g);
+        let loss = pass.forward(|| {
+            let feats = leaf.index_select(0, itm_rows.as_ref().expect("itm rows"));
+            let infer = model.infer_from_image_feats(&input, &feats, &opts)?;
+            Ok(itm_from(model, infer, batch.itm_labels)?.loss)
+        })?;
+        pass.backward(&(&loss * w.itm), Some(leaf))?;
         losses.itm = Some(loss.detach());
     }
-    if let (Some(SharedImages { encoded, .. }), Some(g)) = (shared, leaf_grad) {
+    if let (Some(SharedImages { encoded, .. }), Some(g)) = (shared, pass.leaf_grad.take()) {
         // CLIP's backward, once: d/dθ Σ(encoded · g) = (∂encoded/∂θ)ᵀ g
-        let t = clock();
-        opt.accumulate(&mut grads, &(encoded * g).sum(Kind::Float))?;
-        times.backward += t.elapsed();
+        pass.backward(&(encoded * g).sum(Kind::Float), None)?;
     }
-    let gradients = grads.expect("at least one objective ran");
-    Ok(PretrainStep { gradients, losses, times })
+    let gradients = pass.grads.expect("at least one objective ran");
+    Ok(PretrainStep { gradients, losses, times: pass.times })
+}
+
+/// The step's running state: the parameter gradients so far, the pass times, and the sum of
+/// the objectives' gradients w.r.t. the shared image encoding.
+struct Passes<'a> {
+    opt: &'a AdamW,
+    grads: Option<Gradients>,
+    times: PassTimes,
+    leaf_grad: Option<Tensor>,
+}
+
+impl Passes<'_> {
+    /// Runs a forward pass, timed.
+    fn forward<T>(&mut self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let out = f();
+        self.times.forward += t.elapsed();
+        out
+    }
+
+    /// Backpropagates `loss` into the parameter gradients, timed; with `leaf` (the shared
+    /// encoding), also adds d`loss`/d`leaf` to `leaf_grad`.
+    fn backward(&mut self, loss: &Tensor, leaf: Option<&Tensor>) -> Result<()> {
+        let t = Instant::now();
+        let g = self.opt.accumulate_with(&mut self.grads, loss, leaf.as_slice())?;
+        self.times.backward += t.elapsed();
+        match (self.leaf_grad.as_mut(), g.into_iter().next().filter(Tensor::defined)) {
+            (Some(acc), Some(g)) => tch::no_grad(|| {
+                let _ = acc.g_add_(&g);
+            }),
+            (None, Some(g)) => self.leaf_grad = Some(g),
+            (_, None) => {}
+        }
+        Ok(())
+    }
 }
 
 /// The image encoding MLM and ITM share.
@@ -165,17 +184,6 @@ fn shared_images(model: &M3aeTransformerSs, batch: &PretrainBatch, b: i64, mlm_o
     let (encoded, _) = model.encode_image(&images, None, None); // [n, Lv, H]
     let leaf = encoded.detach().set_requires_grad(true);
     Ok(SharedImages { encoded, leaf, itm_rows: rows })
-}
-
-/// Adds an objective's gradient w.r.t. the shared leaf to the running sum.
-fn add_leaf_grad(sum: &mut Option<Tensor>, g: Vec<Tensor>) {
-    match (sum.as_mut(), g.into_iter().next().filter(Tensor::defined)) {
-        (Some(acc), Some(g)) => tch::no_grad(|| {
-            let _ = acc.g_add_(&g);
-        }),
-        (None, Some(g)) => *sum = Some(g),
-        (_, None) => {}
-    }
 }
 
 fn check_itm(batch: &PretrainBatch, b: i64) -> Result<()> {
