@@ -426,6 +426,7 @@ def run(args):
         result["build_seconds"] = time.perf_counter() - t0
         result["peak_rss_mb_after_build"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         inputs = load_file(os.path.join(args.dir, "inputs.safetensors"))
+        result["device"] = args.device
         if args.device != "cpu" or args.bf16:
             if W not in ("infer", "retrieval"):
                 raise SystemExit("--device cuda and --bf16 apply to infer and retrieval")
@@ -556,8 +557,11 @@ def report(args):
         rows.append([label, fmt(ps, ".3f"), fmt(rss, ".3f"), fmt(ratio, ".2f") + ("x" if ratio else ""),
                      fmt(py and py.get("peak_rss_mb"), ".0f"), fmt(rs and rs.get("peak_rss_mb"), ".0f"),
                      f"{load_at('py', w)} / {load_at('rust', w)}"])
+    def devices(side):
+        return "/".join(sorted({r.get("device", "?") for r in res[side].values() if r})) or "?"
     out = [f"# m3ae bench: Rust port vs upstream PyTorch ({datetime.date.today().isoformat()})", "",
-           f"Machine: {machine_line()}. Mode: {'quick' if args.quick else 'full'}. "
+           f"Machine: {machine_line()}. Device: PyTorch {devices('py')}, Rust {devices('rust')}. "
+           f"Mode: {'quick' if args.quick else 'full'}. "
            f"Threads: PyTorch {fmt((res['py']['infer'] or res['py']['matmul'] or {}).get('torch_threads'), 'd')}, "
            f"Rust {fmt((res['rust']['infer'] or res['rust']['matmul'] or {}).get('torch_threads'), 'd')}.", "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

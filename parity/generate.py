@@ -441,6 +441,7 @@ def main():
     ap.add_argument("--upstream", required=True, help="an upstream M3AE checkout (the folder holding m3ae/)")
     ap.add_argument("--out", required=True, help="the set folder to write")
     ap.add_argument("--preset", default="tiny-a", choices=sorted(PRESETS))
+    ap.add_argument("--name", help="the set's name in manifest.json (default: the preset's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", help="JSON object or file overriding config keys")
     ap.add_argument("--batch", type=int, help="golden batch size (preset's by default)")
@@ -477,7 +478,7 @@ def main():
         config, language_encoder_config=spec.lang, vision_encoder_config=spec.vision))
     tensors = {k: dict(shape=list(v.shape), dtype=str(v.dtype).replace("torch.", "")) for k, v in sorted(goldens.items())}
     write_json(os.path.join(args.out, "manifest.json"), dict(
-        set=args.preset, config="config.json", checkpoint="model.ckpt", checkpoint_image_size=spec.ckpt_size,
+        set=args.name or args.preset, config="config.json", checkpoint="model.ckpt", checkpoint_image_size=spec.ckpt_size,
         tensors=tensors, upstream_load_report=load_report, adamw=adamw))
     print(f"wrote {args.out}: {len(goldens)} goldens, {len(state_dict)} weights; load report {load_report}")
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::{nn::Module, Device, Kind, Tensor};
 
-use crate::checkpoint::safetensors_map::SafetensorsFile;
+use crate::weights::SafetensorsFile;
 use crate::error::{Error, Result};
 use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
 use crate::train::pretrain::{pretrain_gradients, PretrainBatch};
@@ -29,6 +29,8 @@ pub struct BenchReport {
     pub max_abs_diff_vs_upstream: Option<f64>,
     pub torch_threads: i32,
     pub implementation: &'static str,
+    /// Where it ran: `cpu`, `cuda:0`.
+    pub device: String,
     /// train: median seconds of each phase of a step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<TrainPhases>,
@@ -180,6 +182,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: boo
         max_abs_diff_vs_upstream: None,
         torch_threads: tch::get_num_threads(),
         implementation: "rust (tch)",
+        device: crate::parity::report::device_name(device),
         phases: None,
     };
     if workload == "matmul" {

@@ -15,10 +15,10 @@ pub enum Error {
     #[error("config: {0}")]
     Config(String),
 
-    #[error("{path}: key `{key}`: expected shape {expected:?}, found {found:?}")]
-    ShapeMismatch { path: PathBuf, key: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error("{path}: key `{key}`: the checkpoint holds shape {found:?}, the model built from the config expects {expected:?}; the config key that sets it: `{config_key}`")]
+    ShapeMismatch { path: PathBuf, key: String, expected: Vec<i64>, found: Vec<i64>, config_key: &'static str },
 
-    #[error("{path}: key `{key}`: expected dtype {expected}, found {found}")]
+    #[error("{path}: key `{key}`: expected a floating-point tensor ({expected}), found {found}: integer or bool data cannot fill a float parameter")]
     DtypeMismatch { path: PathBuf, key: String, expected: String, found: String },
 
     #[error("{path}: {count} parameter(s) missing from the checkpoint, first: {first:?}")]
@@ -54,6 +54,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+    /// A checkpoint tensor whose shape differs from the model's, with the config key to set.
+    pub fn shape(path: impl Into<PathBuf>, key: &str, expected: &[i64], found: &[i64]) -> Self {
+        let config_key = crate::config::from_weights::config_key_for(key);
+        Error::ShapeMismatch { path: path.into(), key: key.into(), expected: expected.to_vec(), found: found.to_vec(), config_key }
     }
     pub fn input(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Input { name: name.into(), reason: reason.into() }

@@ -9,7 +9,7 @@ mod cli;
 #[derive(Parser)]
 #[command(name = "m3ae", version, about = "M3AE on libtorch: parity with the upstream reference, checkpoints, training")]
 struct Cli {
-    /// Run on CUDA when available (default: CPU).
+    /// Run on the first CUDA device (default: CPU). Without a usable GPU this is an error, never a quiet CPU run.
     #[arg(long, global = true)]
     cuda: bool,
     #[command(subcommand)]
@@ -36,7 +36,15 @@ fn main() -> ExitCode {
         log::debug!("allocator settings not applied (glibc settings given, or not glibc)");
     }
     let cli = Cli::parse();
-    let device = if cli.cuda { Device::cuda_if_available() } else { Device::Cpu };
+    let device = if !cli.cuda {
+        Device::Cpu
+    } else if tch::Cuda::is_available() {
+        Device::Cuda(0)
+    } else {
+        eprintln!("error: --cuda: no usable CUDA device (libtorch sees {} GPU(s); a CPU-only machine, a missing driver or a CPU build of libtorch)", tch::Cuda::device_count());
+        return ExitCode::from(2);
+    };
+    log::info!("device: {}", m3ae::parity::report::device_name(device));
     let result = match &cli.command {
         Command::Parity(args) => cli::parity::run(args, device),
         Command::Convert(args) => cli::convert::run(args, device),

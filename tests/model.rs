@@ -39,7 +39,7 @@ fn tiny_config() -> M3aeConfig {
         num_attention_heads: 2,
         intermediate_size: 96,
         max_position_embeddings: 16,
-        ..Default::default()
+        ..TextEncoderConfig::roberta_base()
     });
     c
 }
@@ -201,8 +201,22 @@ fn strict_loading_names_key_and_shapes() {
     let e = load_state_dict(&vs, &sd, src).unwrap_err();
     assert!(matches!(&e, Error::ShapeMismatch { key, expected, found, .. }
         if key == "multi_modal_vision_proj.weight" && expected == &vec![32, 64] && found == &vec![32, 65]), "{e}");
-    sd.insert("multi_modal_vision_proj.weight".into(), Tensor::zeros([32, 64], (Kind::Double, Device::Cpu)));
-    assert!(matches!(load_state_dict(&vs, &sd, src).unwrap_err(), Error::DtypeMismatch { .. }));
+    // float data of another width is cast into the fp32 parameter, as load_state_dict copies it,
+    // and listed; f16 → f32 is exact
+    let key = "multi_modal_vision_proj.weight";
+    for kind in [Kind::Half, Kind::BFloat16, Kind::Double] {
+        sd.insert(key.into(), Tensor::full([32, 64], 0.375, (kind, Device::Cpu)));
+        let report = load_state_dict(&vs, &sd, src).unwrap();
+        assert_eq!(report.cast, [key], "{kind:?}");
+        let var = &vs.variables()[key];
+        assert_eq!((var.kind(), var.double_value(&[3, 5])), (Kind::Float, 0.375));
+    }
+    // integer or bool data where a float parameter is expected is refused, naming the key
+    for kind in [Kind::Int64, Kind::Bool] {
+        sd.insert(key.into(), Tensor::zeros([32, 64], (kind, Device::Cpu)));
+        let e = load_state_dict(&vs, &sd, src).unwrap_err();
+        assert!(matches!(&e, Error::DtypeMismatch { key: k, .. } if k == key), "{e}");
+    }
     sd.remove("multi_modal_vision_proj.weight");
     let e = load_state_dict(&vs, &sd, src).unwrap_err();
     assert!(e.to_string().contains("multi_modal_vision_proj.weight"), "{e}");

@@ -1,18 +1,20 @@
 //! Upstream checkpoint → model weights, as upstream's `M3AETransformerSS.__init__` loads them:
 //! the positional embedding adapted to the target grid, the MIM decoder's sin-cos table
 //! regenerated, keys the model does not have dropped (and reported), anything missing refused.
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use tch::{nn, Device, IndexOp, Tensor};
+use tch::{Device, IndexOp, Tensor};
 
 use super::torch_file::TorchFile;
 use super::value::Value;
-use crate::config::M3aeConfig;
+use crate::config::keys::{build_config, read_json};
+use crate::config::{from_weights, text, M3aeConfig};
 use crate::error::{Error, Result};
+use crate::model::heads::fresh_downstream_heads;
 use crate::model::masking::sincos_2d;
 use crate::model::M3aeTransformerSs;
-use crate::weights::{encoder_configs_from_state_dict, LoadReport, StateDict};
+use crate::weights::strict::{self, Fit, Tally};
+use crate::weights::{read_safetensors, LoadReport, Shapes, StateDict};
 
 /// The CLIP patch-position table upstream's `adapt_position_encoding` resizes.
 pub const POS_EMBED_KEY: &str = "vision_encoder.visual.positional_embedding";
@@ -54,27 +56,6 @@ pub fn read_checkpoint(path: &Path) -> Result<(StateDict, Option<serde_json::Val
     }
 }
 
-/// The config `base` (a checkpoint's or a folder's) with `key=value` overrides (dotted keys
-/// reach into nested objects) and the image size applied; defaults where `base` is `None`.
-pub fn build_config(base: Option<serde_json::Value>, overrides: &[(String, serde_json::Value)], image_size: Option<i64>) -> Result<M3aeConfig> {
-    let mut json = match base {
-        Some(j) => j,
-        None => serde_json::to_value(M3aeConfig::default()).map_err(|e| Error::Config(e.to_string()))?,
-    };
-    let image = image_size.map(|s| ("image_size".to_string(), serde_json::Value::from(s)));
-    for (key, value) in overrides.iter().cloned().chain(image) {
-        let mut slot = &mut json;
-        for part in key.split('.') {
-            let obj = slot.as_object_mut().ok_or_else(|| Error::Config(format!("override `{key}`: `{part}` is not inside an object")))?;
-            slot = obj.entry(part).or_insert(serde_json::Value::Null);
-        }
-        *slot = value;
-    }
-    let config: M3aeConfig = serde_json::from_value(json).map_err(|e| Error::Config(format!("checkpoint config: {e}")))?;
-    config.validate()?;
-    Ok(config)
-}
-
 /// `adapt_position_encoding`: resizes the patch rows of a [1+g0², W] (or [1, 1+g0², W]) table
 /// to `grid`×`grid` by bicubic interpolation (align_corners false), keeping the class row.
 /// `None` when the grid already matches.
@@ -98,22 +79,65 @@ pub fn adapt_position_embedding(pos: &Tensor, grid: i64, source: &Path) -> Resul
     Ok(Some(if batched { out.f_unsqueeze(0)? } else { out }))
 }
 
-/// Every variable of the model `config` builds: name → (shape, kind, initial value on the CPU).
-fn model_variables(config: &M3aeConfig) -> Result<BTreeMap<String, Tensor>> {
-    let vs = nn::VarStore::new(Device::Cpu);
-    M3aeTransformerSs::new(&vs.root(), config)?;
-    Ok(vs.variables().into_iter().map(|(k, v)| (k, v.detach())).collect())
+/// Where a conversion's config comes from, besides the checkpoint itself.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOptions {
+    /// `--config FILE`: upstream's config dict as JSON, the base config for any input (it
+    /// replaces the checkpoint's own).
+    pub config_file: Option<PathBuf>,
+    /// `--set KEY=JSON`, applied last.
+    pub overrides: Vec<(String, serde_json::Value)>,
+    /// `--image-size`: the target grid the position table is adapted to.
+    pub image_size: Option<i64>,
 }
 
-/// Fits `sd` to the model `config` describes, as upstream's loading path does, and checks it:
-/// every model key present (fine-tuning heads aside) with its shape and dtype, else an error
-/// naming the key. Keys the model lacks are dropped and reported as unexpected.
-pub fn fit_to_model(config: &mut M3aeConfig, mut sd: StateDict, source: &Path) -> Result<(StateDict, LoadReport)> {
-    if encoder_configs_from_state_dict(config, &sd, source).is_err() {
-        // not this model's weights: build the configured encoders and report what is missing
-        config.vision_encoder_config = Some(config.vision()?);
-        config.language_encoder_config = Some(config.text());
+/// The config a checkpoint is loaded with: `--config` FILE, else the checkpoint's own, else
+/// one read off its weights ([`from_weights::derive`], the defaults it kept logged); then
+/// `--set` and the image size; the CLIP shape from the weights and the RoBERTa config from
+/// where upstream reads it ([`text::resolve`]).
+pub fn resolve_config(shapes: &Shapes, own: Option<serde_json::Value>, opts: &ConfigOptions, source: &Path) -> Result<M3aeConfig> {
+    let mut unresolved = Vec::new();
+    let (base, origin) = match (&opts.config_file, own) {
+        (Some(file), own) => {
+            if own.is_some() {
+                log::info!("{}: its own config is replaced by {}", source.display(), file.display());
+            }
+            (read_json(file)?, file.display().to_string())
+        }
+        (None, Some(own)) => (own, format!("{} (its config)", source.display())),
+        (None, None) => {
+            let d = from_weights::derive(shapes, source)?;
+            let read: Vec<String> = d.read.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            log::info!("{}: no config in the checkpoint; read from its weights: {}", source.display(), read.join(", "));
+            log::info!("{}: upstream's defaults kept (not in the weights): {}", source.display(), d.defaults.join(", "));
+            unresolved = d.unresolved;
+            (d.config, format!("{} (config read from its weights)", source.display()))
+        }
+    };
+    let mut config = build_config(Some(base), &origin, &opts.overrides, opts.image_size).map_err(|e| match e {
+        // the weights could not settle a key, and --set did not either: say which
+        Error::Config(msg) if !unresolved.is_empty() => Error::Config(format!("{msg}; {}: {}", source.display(), unresolved.join("; "))),
+        e => e,
+    })?;
+    from_weights::vision_config(&mut config, shapes, source)?;
+    let clip_patch = config.vision()?.patch_size;
+    if clip_patch != config.patch_size {
+        return Err(Error::Config(format!(
+            "{}: `patch_size` is {} but the CLIP weights have patches of {clip_patch} (vision_encoder.visual.conv1.weight): set patch_size={clip_patch}",
+            source.display(),
+            config.patch_size
+        )));
     }
+    text::resolve(&mut config, Some(shapes), source)?;
+    Ok(config)
+}
+
+/// Fits `sd` to the model `config` describes, as upstream's loading path does, and checks it
+/// strictly against the model's keys, shapes and dtypes (learnt without initialising a model):
+/// the position table adapted to the grid, the MIM decoder's table regenerated, float
+/// tensors of another width cast, fine-tuning heads the checkpoint lacks started fresh (as
+/// `strict=False` leaves them upstream), keys the model lacks dropped; all reported.
+pub fn fit_to_model(config: &M3aeConfig, mut sd: StateDict, source: &Path) -> Result<(StateDict, LoadReport)> {
     let mut report = LoadReport::default();
     let grid = config.grid();
     if let Some(pos) = sd.get(POS_EMBED_KEY) {
@@ -126,65 +150,66 @@ pub fn fit_to_model(config: &mut M3aeConfig, mut sd: StateDict, source: &Path) -
         let dim = *table.size().last().unwrap_or(&0);
         if table.size() != [1, grid * grid + 1, dim] {
             if dim <= 0 || dim % 4 != 0 {
-                return Err(Error::ShapeMismatch { path: source.into(), key: DECODER_POS_KEY.into(), expected: vec![1, grid * grid + 1, dim], found: table.size() });
+                return Err(Error::shape(source, DECODER_POS_KEY, &[1, grid * grid + 1, dim], &table.size()));
             }
             sd.insert(DECODER_POS_KEY.into(), sincos_2d(dim, grid, Device::Cpu).f_unsqueeze(0)?.f_to_kind(table.kind())?); // [1, 1+g², D]
             report.regenerated.push(DECODER_POS_KEY.into());
         }
     }
-    let model = model_variables(config)?;
-    report.unexpected = sd.keys().filter(|k| !model.contains_key(*k)).cloned().collect();
-    for k in &report.unexpected {
-        sd.remove(k);
-    }
-    let mut fresh = Vec::new();
-    for (name, init) in &model {
-        if !sd.contains_key(name) && DOWNSTREAM_HEADS.iter().any(|h| name.starts_with(h)) {
-            // a fine-tuning head the checkpoint lacks starts fresh, as upstream builds it:
-            // irtr_head from itm_head.fc's second row, the others from their init
+    let spec = M3aeTransformerSs::spec(config)?;
+    let absent_heads = spec.keys().any(|k| !sd.contains_key(k) && DOWNSTREAM_HEADS.iter().any(|h| k.starts_with(h)));
+    if absent_heads {
+        for (name, init) in fresh_downstream_heads(config) {
+            if sd.contains_key(&name) {
+                continue;
+            }
+            // irtr_head.weight = itm_head.fc.weight[1:] (and the bias), as upstream copies it
             let from_itm = name.strip_prefix("irtr_head.").and_then(|p| sd.get(&format!("itm_head.fc.{p}")));
-            fresh.push((name.clone(), from_itm.map_or_else(|| init.shallow_clone(), |t| t.narrow(0, 1, 1))));
+            let t = match from_itm {
+                Some(itm) => itm.f_narrow(0, 1, 1)?.f_to_kind(init.kind())?,
+                None => init,
+            };
+            report.missing.push(name.clone());
+            sd.insert(name, t);
         }
     }
-    report.missing = fresh.iter().map(|(k, _)| k.clone()).collect();
-    sd.extend(fresh);
-    let absent: Vec<String> = model.keys().filter(|k| !sd.contains_key(*k)).cloned().collect();
-    if !absent.is_empty() {
-        return Err(Error::MissingKeys { path: source.into(), count: absent.len(), first: absent.into_iter().take(5).collect() });
+    let mut tally = Tally::default();
+    let mut out = StateDict::new();
+    for (name, want) in &spec {
+        let Some(t) = sd.remove(name) else {
+            tally.missing(name);
+            continue;
+        };
+        let fit = strict::check(name, want, &t.size(), t.kind(), source)?;
+        tally.filled(name, fit);
+        out.insert(name.clone(), if fit == Fit::Cast { t.f_to_kind(want.kind)? } else { t });
     }
-    for (name, init) in &model {
-        let t = &sd[name];
-        if t.size() != init.size() {
-            return Err(Error::ShapeMismatch { path: source.into(), key: name.clone(), expected: init.size(), found: t.size() });
-        }
-        if t.kind() != init.kind() {
-            return Err(Error::DtypeMismatch { path: source.into(), key: name.clone(), expected: format!("{:?}", init.kind()), found: format!("{:?}", t.kind()) });
-        }
-    }
-    Ok((sd, report))
+    let fitted = tally.finish(out.keys().chain(sd.keys()), |k| spec.contains_key(k), source)?;
+    report.unexpected = fitted.unexpected;
+    report.cast = fitted.cast;
+    report.missing.sort();
+    Ok((out, report))
 }
 
 /// Loads model weights from a converted folder (`model.safetensors` + `config.json`) or a
 /// checkpoint file (`.ckpt`, a state dict, a `{"state_dict"|"model": …}` wrapper), with the
-/// config overridden by `overrides` and `image_size`, adapted to the target grid.
-pub fn load_model_source(path: &Path, overrides: &[(String, serde_json::Value)], image_size: Option<i64>) -> Result<ModelWeights> {
-    let (sd, base) = if path.is_dir() {
-        let cfg_path = path.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let json = serde_json::from_str(&text).map_err(|source| Error::Json { path: cfg_path, source })?;
-        (crate::weights::read_safetensors(&path.join("model.safetensors"))?, Some(json))
+/// config [`resolve_config`] gives, adapted to the target grid.
+pub fn load_model_source(path: &Path, opts: &ConfigOptions) -> Result<ModelWeights> {
+    let (sd, own) = if path.is_dir() {
+        (read_safetensors(&path.join("model.safetensors"))?, Some(read_json(&path.join("config.json"))?))
     } else {
         read_checkpoint(path)?
     };
-    let mut config = build_config(base, overrides, image_size)?;
-    let (state_dict, report) = fit_to_model(&mut config, sd, path)?;
+    let shapes: Shapes = sd.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+    let config = resolve_config(&shapes, own, opts, path)?;
+    let (state_dict, report) = fit_to_model(&config, sd, path)?;
     Ok(ModelWeights { config, state_dict, report })
 }
 
 /// Converts any source [`load_model_source`] accepts into `out_dir`: `model.safetensors`,
-/// `config.json` and `load_report.json`.
-pub fn convert(input: &Path, out_dir: &Path, overrides: &[(String, serde_json::Value)], image_size: Option<i64>) -> Result<ModelWeights> {
-    let weights = load_model_source(input, overrides, image_size)?;
+/// `config.json` (the resolved config, encoder configs included) and `load_report.json`.
+pub fn convert(input: &Path, out_dir: &Path, opts: &ConfigOptions) -> Result<ModelWeights> {
+    let weights = load_model_source(input, opts)?;
     write_model_dir(out_dir, &weights)?;
     Ok(weights)
 }
@@ -199,11 +224,4 @@ pub fn write_model_dir(out_dir: &Path, w: &ModelWeights) -> Result<()> {
     };
     json(&out_dir.join("config.json"), serde_json::to_string_pretty(&w.config))?;
     json(&out_dir.join("load_report.json"), serde_json::to_string_pretty(&w.report))
-}
-
-/// `key=value` with a JSON value (a bare word that is not JSON is taken as a string).
-pub fn parse_override(s: &str) -> Result<(String, serde_json::Value)> {
-    let (k, v) = s.split_once('=').ok_or_else(|| Error::Config(format!("override `{s}` is not key=value")))?;
-    let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
-    Ok((k.trim().to_string(), value))
 }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
@@ -141,29 +141,31 @@ impl PickleWriter {
     }
 }
 
-/// `torch.<Name>Storage` for a tensor kind.
-fn storage_class(kind: Kind) -> Option<&'static str> {
-    Some(match kind {
-        Kind::Float => "FloatStorage",
-        Kind::Half => "HalfStorage",
-        Kind::BFloat16 => "BFloat16Storage",
-        Kind::Double => "DoubleStorage",
-        Kind::Int64 => "LongStorage",
-        Kind::Int => "IntStorage",
-        Kind::Int16 => "ShortStorage",
-        Kind::Int8 => "CharStorage",
-        Kind::Uint8 => "ByteStorage",
-        Kind::Bool => "BoolStorage",
-        _ => return None,
-    })
-}
-
 /// Writes `sd` and `config` as a Lightning-shaped checkpoint at `out`.
 pub fn write_checkpoint(out: &Path, sd: &StateDict, config: &serde_json::Value) -> Result<()> {
+    write_checkpoint_as(out, sd, Layout::Lightning(config))
+}
+
+/// What the pickled root of a written checkpoint holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Layout<'a> {
+    /// `{"state_dict": …, "hyper_parameters": {"config": …}}`, as Lightning saves.
+    Lightning(&'a serde_json::Value),
+    /// `{"state_dict": …}`: `torch.save({"state_dict": model.state_dict()})`.
+    StateDictOnly,
+    /// The state dict itself: `torch.save(model.state_dict())`.
+    Bare,
+}
+
+/// Writes `sd` at `out` in the `torch.save` zip format, its root as `layout` says.
+pub fn write_checkpoint_as(out: &Path, sd: &StateDict, layout: Layout) -> Result<()> {
     let mut p = PickleWriter::new();
-    p.op(b'}');
-    p.op(b'(');
-    p.str("state_dict");
+    let wrapped = !matches!(layout, Layout::Bare);
+    if wrapped {
+        p.op(b'}');
+        p.op(b'(');
+        p.str("state_dict");
+    }
     p.global("collections", "OrderedDict");
     p.op(b')');
     p.op(b'R');
@@ -171,16 +173,20 @@ pub fn write_checkpoint(out: &Path, sd: &StateDict, config: &serde_json::Value) 
     if !sd.is_empty() {
         p.op(b'(');
         for (i, (name, t)) in sd.iter().enumerate() {
-            let class = storage_class(t.kind()).ok_or_else(|| Error::input(name, format!("cannot export dtype {:?}", t.kind())))?;
+            let class = crate::weights::dtype::storage_class(t.kind()).ok_or_else(|| Error::input(name, format!("cannot export dtype {:?}", t.kind())))?;
             p.str(name);
             p.tensor(&i.to_string(), class, &t.size());
             tensors.push(t.detach().to_device(tch::Device::Cpu).contiguous());
         }
         p.op(b'u');
     }
-    p.str("hyper_parameters");
-    p.json(&serde_json::json!({ "config": config }));
-    p.op(b'u');
+    if let Layout::Lightning(config) = layout {
+        p.str("hyper_parameters");
+        p.json(&serde_json::json!({ "config": config }));
+    }
+    if wrapped {
+        p.op(b'u');
+    }
     p.op(b'.');
 
     let io = |e: std::io::Error| Error::io(out, e);

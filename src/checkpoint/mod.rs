@@ -7,13 +7,11 @@
 //! - [`torch_file`]: a decoded archive and the state dicts in it.
 //! - [`convert`]: Lightning / state-dict checkpoints → model weights (grid adaptation, report).
 //! - [`sources`]: upstream's initialisation sources (OpenAI CLIP TorchScript, HF RoBERTa).
-//! - [`safetensors_map`]: safetensors read with one copy per tensor, or straight into a model.
 //! - [`export`]: a model folder → a `.ckpt` that `torch.load(weights_only=True)` opens.
 mod arena;
 pub mod convert;
 pub mod export;
 pub mod pickle;
-pub mod safetensors_map;
 pub mod sources;
 pub mod tensor;
 pub mod torch_file;

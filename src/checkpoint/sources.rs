@@ -6,14 +6,14 @@ use std::path::Path;
 use tch::{nn, Device};
 
 use super::convert::{adapt_position_embedding, read_checkpoint};
-use crate::weights::read_safetensors;
 use super::tensor::TensorReader;
 use super::value::Value;
 use super::TorchFile;
-use crate::config::{M3aeConfig, TextEncoderConfig};
+use crate::config::{from_weights, text, M3aeConfig, TextEncoderConfig};
 use crate::error::{Error, Result};
 use crate::model::M3aeTransformerSs;
-use crate::weights::{encoder_configs_from_state_dict, LoadReport, StateDict};
+use crate::weights::strict::{self, ParamSpec};
+use crate::weights::{read_safetensors, LoadReport, Shapes, StateDict};
 
 /// CLIP keys the vision encoder has besides `visual.*` (the unused text tower's embeddings).
 const CLIP_SHARED: &[&str] = &["token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias"];
@@ -77,9 +77,7 @@ pub fn read_clip(path: &Path, image_size: i64) -> Result<(StateDict, Vec<String>
 /// → `language_encoder.*` and its config. Keys may carry `roberta.` or no prefix; heads other
 /// than the pooler (`lm_head.*`) and the `position_ids` buffer are left out and returned.
 pub fn read_roberta(dir: &Path) -> Result<(StateDict, TextEncoderConfig, Vec<String>)> {
-    let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let config: TextEncoderConfig = serde_json::from_str(&text).map_err(|source| Error::Json { path: cfg_path, source })?;
+    let config = text::read_hf_config(&dir.join("config.json"))?;
     let st = dir.join("model.safetensors");
     let sd = if st.exists() { read_safetensors(&st)? } else { read_checkpoint(&dir.join("pytorch_model.bin"))?.0 };
     let (mut out, mut dropped) = (StateDict::new(), Vec::new());
@@ -97,6 +95,8 @@ pub fn read_roberta(dir: &Path) -> Result<(StateDict, TextEncoderConfig, Vec<Str
 
 /// A fresh model (upstream's `__init__` with `load_path` empty): the encoders from `clip`
 /// and `roberta` where given, every other parameter from the model's own initialisation.
+/// The RoBERTa config is `roberta`'s, else resolved as [`text::resolve`] does for a fresh
+/// model; the CLIP shape is `clip`'s, else the `vit` preset's.
 /// The report lists the source keys left out (`unexpected`), the parameters no source
 /// provided (`missing`: they keep their init) and the adapted position table.
 pub fn init_model(config: &mut M3aeConfig, clip: Option<&Path>, roberta: Option<&Path>) -> Result<(StateDict, LoadReport)> {
@@ -107,14 +107,16 @@ pub fn init_model(config: &mut M3aeConfig, clip: Option<&Path>, roberta: Option<
         config.language_encoder_config = Some(text);
         sources.extend(sd);
         report.unexpected.extend(dropped);
+    } else {
+        text::resolve(config, None, Path::new("the fresh model"))?;
     }
-    config.language_encoder_config.get_or_insert_with(TextEncoderConfig::default);
     if let Some(path) = clip {
         let (sd, dropped, adapted) = read_clip(path, config.image_size)?;
         if adapted {
             report.adapted.push("vision_encoder.visual.positional_embedding".into());
         }
-        encoder_configs_from_state_dict(config, &sd, path)?;
+        let shapes: Shapes = sd.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+        from_weights::vision_config(config, &shapes, path)?;
         sources.extend(sd);
         report.unexpected.extend(dropped);
     } else {
@@ -126,10 +128,11 @@ pub fn init_model(config: &mut M3aeConfig, clip: Option<&Path>, roberta: Option<
     let mut out = StateDict::new();
     for (name, var) in vs.variables() {
         match sources.remove(&name) {
-            Some(t) if t.size() != var.size() => {
-                return Err(Error::ShapeMismatch { path: source_path.into(), key: name, expected: var.size(), found: t.size() })
-            }
             Some(t) => {
+                let fit = strict::check(&name, &ParamSpec { shape: var.size(), kind: var.kind() }, &t.size(), t.kind(), source_path)?;
+                if fit == strict::Fit::Cast {
+                    report.cast.push(name.clone());
+                }
                 out.insert(name, t.f_to_kind(var.kind())?);
             }
             None => {
@@ -141,5 +144,6 @@ pub fn init_model(config: &mut M3aeConfig, clip: Option<&Path>, roberta: Option<
     report.unexpected.extend(sources.into_keys());
     report.missing.sort();
     report.unexpected.sort();
+    report.cast.sort();
     Ok((out, report))
 }

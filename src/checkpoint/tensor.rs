@@ -36,19 +36,7 @@ fn storage_kind(module: &str, name: &str) -> Option<Kind> {
     if module != "torch" {
         return None;
     }
-    Some(match name {
-        "FloatStorage" => Kind::Float,
-        "HalfStorage" => Kind::Half,
-        "BFloat16Storage" => Kind::BFloat16,
-        "DoubleStorage" => Kind::Double,
-        "LongStorage" => Kind::Int64,
-        "IntStorage" => Kind::Int,
-        "ShortStorage" => Kind::Int16,
-        "CharStorage" => Kind::Int8,
-        "ByteStorage" | "UntypedStorage" => Kind::Uint8,
-        "BoolStorage" => Kind::Bool,
-        _ => return None,
-    })
+    crate::weights::dtype::from_storage_class(name)
 }
 
 impl StorageRef {

@@ -1,9 +1,10 @@
 //! `m3ae convert`
 use std::path::PathBuf;
 
-use m3ae::checkpoint::convert::{build_config, convert, parse_override, write_model_dir};
+use m3ae::checkpoint::convert::{convert, write_model_dir, ConfigOptions};
 use m3ae::checkpoint::sources::init_model;
 use m3ae::checkpoint::ModelWeights;
+use m3ae::config::keys::{build_config, parse_override, read_json};
 use m3ae::Error;
 use tch::Device;
 
@@ -17,10 +18,11 @@ pub struct Args {
     /// Target image size; the positional embedding is adapted to its grid.
     #[arg(long)]
     image_size: Option<i64>,
-    /// Config override `key=JSON` (e.g. `mim_layer=3`, `loss_names.vqa=1`); repeatable.
+    /// Config override `key=JSON` (e.g. `mim_layer=3`, `loss_names.vqa=1`); repeatable. Unknown keys are refused.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Base config for a fresh model (default: upstream's defaults).
+    /// Base config (upstream's config dict as JSON) for any input: it replaces a checkpoint's own
+    /// config, and states what a bare state dict lacks. Keys it leaves out take upstream's defaults.
     #[arg(long)]
     config: Option<PathBuf>,
     /// OpenAI CLIP weights (TorchScript `ViT-*.pt` or a state dict) for a fresh model's vision encoder.
@@ -35,20 +37,18 @@ pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
     let overrides = args.set.iter().map(|s| parse_override(s)).collect::<m3ae::Result<Vec<_>>>()?;
     let (weights, out_dir) = match args.paths.as_slice() {
         [input, out_dir] => {
-            if args.clip.is_some() || args.roberta.is_some() || args.config.is_some() {
-                return Err(Error::Config("--clip, --roberta and --config initialise a fresh model: give OUT_DIR only".into()));
+            if args.clip.is_some() || args.roberta.is_some() {
+                return Err(Error::Config("--clip and --roberta initialise a fresh model: give OUT_DIR only".into()));
             }
-            (convert(input, out_dir, &overrides, args.image_size)?, out_dir)
+            let opts = ConfigOptions { config_file: args.config.clone(), overrides, image_size: args.image_size };
+            (convert(input, out_dir, &opts)?, out_dir)
         }
         [out_dir] => {
-            let base = match &args.config {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-                    Some(serde_json::from_str(&text).map_err(|source| Error::Json { path: p.clone(), source })?)
-                }
-                None => None,
+            let (base, origin) = match &args.config {
+                Some(p) => (Some(read_json(p)?), p.display().to_string()),
+                None => (None, "upstream's defaults".to_string()),
             };
-            let mut config = build_config(base, &overrides, args.image_size)?;
+            let mut config = build_config(base, &origin, &overrides, args.image_size)?;
             let (state_dict, report) = init_model(&mut config, args.clip.as_deref(), args.roberta.as_deref())?;
             let weights = ModelWeights { config, state_dict, report };
             write_model_dir(out_dir, &weights)?;
@@ -58,13 +58,15 @@ pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
     };
     let r = &weights.report;
     println!(
-        "wrote {} ({} tensors): {} missing, {} unexpected, adapted {:?}, regenerated {:?}",
+        "wrote {} ({} tensors): {} missing, {} unexpected, adapted {:?}, regenerated {:?}, {} cast to float32{}",
         out_dir.display(),
         weights.state_dict.len(),
         r.missing.len(),
         r.unexpected.len(),
         r.adapted,
-        r.regenerated
+        r.regenerated,
+        r.cast.len(),
+        if r.cast.is_empty() { String::new() } else { format!(" ({})", r.cast.join(", ")) }
     );
     Ok(true)
 }

@@ -15,7 +15,7 @@ pub struct ParityArgs {
     /// (with several sets, the set name is inserted before the extension).
     #[arg(long)]
     pub dump: Option<PathBuf>,
-    /// Multiply every tolerance (≥ 1). The CUDA device check uses 10, as the parity issue states.
+    /// Multiply every tolerance, from 1 to 10 (larger values are refused). The CUDA device check uses 10.
     #[arg(long, default_value_t = 1.0)]
     pub tol_scale: f64,
     /// Load model sets from their upstream `model.ckpt` (our reader and converter) instead of

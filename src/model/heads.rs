@@ -37,7 +37,7 @@ impl MlmHead {
                 layer_norm: init::layer_norm(&t / "LayerNorm", hidden, layer_norm_eps),
             },
             decoder: init::linear_no_bias(&p / "decoder", hidden, vocab),
-            bias: p.var("bias", &[vocab], Init::Const(0.0)),
+            bias: init::var(&p, "bias", &[vocab], Init::Const(0.0)),
         }
     }
 }
@@ -76,11 +76,11 @@ impl MimHead {
     pub fn new(p: nn::Path, c: &M3aeConfig) -> Self {
         let dd = c.mim_decoder_hidden_size;
         let grid = c.grid();
-        let pos = p.zeros_no_train("decoder_pos_embed", &[1, grid * grid + 1, dd]);
+        let pos = init::buffer(&p, "decoder_pos_embed", &[1, grid * grid + 1, dd]);
         tch::no_grad(|| pos.view([grid * grid + 1, dd]).shallow_clone().copy_(&sincos_2d(dd, grid, p.device())));
         MimHead {
             decoder_embed: init::linear(&p / "decoder_embed", c.hidden_size, dd),
-            mask_token: p.var("mask_token", &[1, 1, dd], Init::Randn { mean: 0.0, stdev: init::STD }),
+            mask_token: init::var(&p, "mask_token", &[1, 1, dd], Init::Randn { mean: 0.0, stdev: init::STD }),
             decoder_pos_embed: pos,
             // Transformer(Dd, mim_decoder_num_layers + 1, heads): exactly num_layers blocks.
             decoder: Transformer::new(&p / "decoder", dd, c.mim_decoder_num_layers + 1, c.mim_decoder_num_heads),
@@ -144,4 +144,24 @@ impl Module for ClassifierHead {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.apply(&self.l0).apply(&self.ln1).gelu("none").apply(&self.l3)
     }
+}
+
+/// The fine-tuning heads the config has (`vqa_head`, `cls_head`, `irtr_head`), freshly
+/// initialised: upstream builds them after loading a pre-training checkpoint, so they start
+/// from their init. (`irtr_head` is then copied from `itm_head.fc` row 1 by the caller, which
+/// holds the checkpoint's `itm_head`.)
+pub fn fresh_downstream_heads(c: &M3aeConfig) -> std::collections::BTreeMap<String, Tensor> {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let (p, d) = (vs.root(), 2 * c.hidden_size);
+    let l = c.loss_names;
+    if l.vqa > 0.0 {
+        ClassifierHead::new(&p / "vqa_head", d, c.vqa_label_size);
+    }
+    if l.cls > 0.0 {
+        ClassifierHead::new(&p / "cls_head", d, c.cls_label_size());
+    }
+    if l.irtr > 0.0 {
+        init::linear(&p / "irtr_head", d, 1);
+    }
+    vs.variables().into_iter().map(|(k, v)| (k, v.detach())).collect()
 }

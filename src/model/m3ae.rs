@@ -12,6 +12,7 @@ use super::vision::{Clip, VisualTrace};
 use super::init;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
+use crate::weights::{ModelSpec, ParamSpec};
 
 /// Inputs of one `infer` call.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +140,7 @@ impl M3aeTransformerSs {
         config.validate()?;
         let c = config;
         let vision = c.vision()?;
-        let text = c.text();
+        let text = c.text()?;
         let h = c.hidden_size;
         // The RobertaConfig upstream builds for the fusion layers and the MLM head: HF defaults
         // fill the rest (layer_norm_eps 1e-12, gelu).
@@ -188,6 +189,16 @@ impl M3aeTransformerSs {
             cls_head: (l.cls > 0.0).then(|| ClassifierHead::new(p / "cls_head", 2 * h, c.cls_label_size())),
             irtr_head,
             config: c.clone(),
+        })
+    }
+
+    /// Every parameter and buffer the model `config` describes, by upstream key, with its
+    /// shape and dtype: the model built in [`init::shapes_only`] mode, nothing initialised.
+    pub fn spec(config: &M3aeConfig) -> Result<ModelSpec> {
+        init::shapes_only(|| {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            Self::new(&vs.root(), config)?;
+            Ok(vs.variables().into_iter().map(|(k, v)| (k, ParamSpec { shape: v.size(), kind: v.kind() })).collect())
         })
     }
 

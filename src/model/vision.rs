@@ -53,9 +53,9 @@ impl MultiheadAttention {
         // torch: xavier_uniform_ for in_proj_weight, zeros for the biases.
         let bound = (6.0 / (d + 3 * d) as f64).sqrt();
         MultiheadAttention {
-            in_proj_weight: p.var("in_proj_weight", &[3 * d, d], Init::Uniform { lo: -bound, up: bound }),
-            in_proj_bias: p.var("in_proj_bias", &[3 * d], Init::Const(0.0)),
-            out_proj: nn::linear(&p / "out_proj", d, d, nn::LinearConfig { bs_init: Some(Init::Const(0.0)), ..Default::default() }),
+            in_proj_weight: init::var(&p, "in_proj_weight", &[3 * d, d], Init::Uniform { lo: -bound, up: bound }),
+            in_proj_bias: init::var(&p, "in_proj_bias", &[3 * d], Init::Const(0.0)),
+            out_proj: init::linear_torch_zero_bias(&p / "out_proj", d, d),
             num_heads,
         }
     }
@@ -172,11 +172,10 @@ impl VisualTransformer {
         let w = cfg.width;
         let scale = (w as f64).powf(-0.5);
         let grid = image_size / cfg.patch_size;
-        let conv_cfg = nn::ConvConfig { stride: cfg.patch_size, bias: false, ..Default::default() };
         VisualTransformer {
-            conv1: nn::conv2d(&p / "conv1", 3, w, cfg.patch_size, conv_cfg),
-            class_embedding: p.var("class_embedding", &[w], Init::Randn { mean: 0.0, stdev: scale }),
-            positional_embedding: p.var("positional_embedding", &[grid * grid + 1, w], Init::Randn { mean: 0.0, stdev: scale }),
+            conv1: init::patch_conv(&p / "conv1", 3, w, cfg.patch_size),
+            class_embedding: init::var(&p, "class_embedding", &[w], Init::Randn { mean: 0.0, stdev: scale }),
+            positional_embedding: init::var(&p, "positional_embedding", &[grid * grid + 1, w], Init::Randn { mean: 0.0, stdev: scale }),
             ln_pre: ClipLayerNorm::new(&p / "ln_pre", w),
             transformer: Transformer::new(&p / "transformer", w, cfg.layers, cfg.heads()),
             ln_post: ClipLayerNorm::new(&p / "ln_post", w),
@@ -246,7 +245,7 @@ impl Clip {
         Clip {
             visual: VisualTransformer::new(&p / "visual", cfg, image_size),
             token_embedding: init::embedding(&p / "token_embedding", cfg.vocab_size, cfg.transformer_width),
-            positional_embedding: p.var("positional_embedding", &[cfg.context_length, cfg.transformer_width], Init::Randn { mean: 0.0, stdev: 0.01 }),
+            positional_embedding: init::var(&p, "positional_embedding", &[cfg.context_length, cfg.transformer_width], Init::Randn { mean: 0.0, stdev: 0.01 }),
             ln_final: ClipLayerNorm::new(&p / "ln_final", cfg.transformer_width),
         }
     }

@@ -75,7 +75,7 @@ impl GoldenSet {
                 return Err(Error::MissingTensor { path: dir.join("goldens.safetensors"), key: name.clone() });
             };
             if t.size() != spec.shape {
-                return Err(Error::ShapeMismatch { path: dir.join("goldens.safetensors"), key: name.clone(), expected: spec.shape.clone(), found: t.size() });
+                return Err(Error::Parity(format!("{}: `{name}` has shape {:?}, manifest.json says {:?}", dir.join("goldens.safetensors").display(), t.size(), spec.shape)));
             }
         }
         Ok(GoldenSet { dir: dir.to_path_buf(), manifest, goldens })

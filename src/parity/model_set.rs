@@ -4,21 +4,25 @@ use std::collections::BTreeMap;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
+use serde_json::Value;
+
 use super::golden::GoldenSet;
-use super::report::{Category, Row};
+use super::report::{self, Category, Row};
+use crate::checkpoint::convert::{load_model_source, ConfigOptions};
+use crate::config::keys::read_json;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
 use crate::model::{InferInput, InferOptions, InferOutput, M3aeTransformerSs};
 use crate::train::objectives::{compute_irtr, compute_itm, compute_mim, compute_mlm, cross_entropy, vqa_loss};
 use crate::train::optim::{param_group, AdamW};
-use crate::weights::{load_model_folder, load_state_dict, LoadedModel};
+use crate::weights::{load_model_folder, load_state_dict, LoadedModel, StateDict};
 
 /// Records one `infer` pass under `prefix.` with the goldens' names.
 fn record_pass(out: &mut BTreeMap<String, Tensor>, prefix: &str, r: &InferOutput) {
     let mut put = |name: String, t: &Tensor| {
         out.insert(format!("{prefix}.{name}"), t.detach());
     };
-    let tr = r.trace.as_ref().expect("parity passes keep intermediates");
+    let Some(tr) = r.trace.as_ref() else { return };
     if let Some(t) = &tr.text_embeddings {
         put("text.embeddings".into(), t);
     }
@@ -70,9 +74,16 @@ fn load(set: &GoldenSet, source: WeightsSource, device: Device) -> Result<(Loade
     if source == WeightsSource::StateDict {
         return Ok((load_model_folder(&set.dir, "state_dict.safetensors", device)?, Vec::new()));
     }
-    let config = M3aeConfig::from_json_file(&set.dir.join("config.json"))?;
+    // the checkpoint's own config, at the set's image size; the RoBERTa config is stated by the
+    // set's config.json (upstream reads it from the tokenizer folder; the weights lack it)
+    let set_config = read_json(&set.dir.join("config.json"))?;
+    let mut overrides = vec![("test_only".to_string(), Value::Bool(true))];
+    if let Some(lang) = set_config.get("language_encoder_config") {
+        overrides.push(("language_encoder_config".into(), lang.clone()));
+    }
+    let image_size = set_config.get("image_size").and_then(Value::as_i64);
     let ckpt = set.dir.join(set.manifest.checkpoint.as_deref().unwrap_or("model.ckpt"));
-    let w = crate::checkpoint::convert::load_model_source(&ckpt, &[("test_only".into(), true.into())], Some(config.image_size))?;
+    let w = load_model_source(&ckpt, &ConfigOptions { config_file: None, overrides, image_size })?;
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = M3aeTransformerSs::new(&vs.root(), &w.config)?;
     load_state_dict(&vs, &w.state_dict, &ckpt)?;
@@ -86,16 +97,39 @@ fn load(set: &GoldenSet, source: WeightsSource, device: Device) -> Result<(Loade
     Ok((LoadedModel { vs, model, report: w.report }, rows))
 }
 
-/// Computes every golden of a model set: the three passes, heads, losses, gradients of
-/// `loss.pretrain_total` (eval mode), and AdamW applied twice to the golden gradients.
-pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result<(BTreeMap<String, Tensor>, Vec<Row>)> {
+/// The three passes again with `output_attentions` on (the explicit-softmax path), without
+/// gradients: the source of the attention-probability goldens, and a second check of every
+/// forward tensor.
+fn attention_passes(model: &M3aeTransformerSs, input: &InferInput) -> Result<BTreeMap<String, Tensor>> {
+    let opts = InferOptions { output_attentions: true, keep_intermediates: true, train: false, ..Default::default() };
+    let mut out = BTreeMap::new();
+    tch::no_grad(|| -> Result<()> {
+        record_pass(&mut out, "infer", &model.infer(input, &opts)?);
+        if model.mlm_head.is_some() {
+            record_pass(&mut out, "mlm", &model.infer(input, &InferOptions { mask_text: true, ..opts })?);
+        }
+        if model.mim_head.is_some() {
+            record_pass(&mut out, "mim", &model.infer(input, &InferOptions { mask_image: true, ..opts })?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Computes every golden of a model set on the production path: the three passes, heads,
+/// losses and the gradients of `loss.pretrain_total` (eval mode) with `output_attentions`
+/// off, so the fusion layers run fused attention forward and backward, as training and
+/// inference do; the attention probabilities from a separate pass that records them, whose
+/// forward tensors are compared too (rows marked `[attention pass]`); and AdamW applied
+/// twice to the golden gradients.
+pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device, tol_scale: f64) -> Result<(BTreeMap<String, Tensor>, Vec<Row>)> {
     let (LoadedModel { vs, model, .. }, load_rows) = load(set, source, device)?;
     let c = model.config.clone();
     let dev = |name: &str| -> Result<Tensor> { Ok(set.input(name)?.to_device(device)) };
     let (image, ids, masks) = (dev("input.image")?, dev("input.text_ids")?, dev("input.text_masks")?);
     let (ids_mlm, labels_mlm, noise) = (dev("input.text_ids_mlm")?, dev("input.text_labels_mlm")?, dev("input.mim_noise")?);
     let input = InferInput { image: &image, text_ids: &ids, text_masks: &masks, text_ids_mlm: Some(&ids_mlm), mim_noise: Some(&noise) };
-    let opts = InferOptions { output_attentions: true, keep_intermediates: true, train: false, ..Default::default() };
+    let opts = InferOptions { output_attentions: false, keep_intermediates: true, train: false, ..Default::default() };
     let mut out = BTreeMap::new();
     let mut total = Tensor::zeros([], (Kind::Float, device));
     let l = c.loss_names;
@@ -161,6 +195,20 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result
         out.insert("pre.clip_transform".into(), crate::data::transforms::clip_transform(&set.dir.join("sample.png"), c.image_size)?);
     }
 
+    // the attention pass: its probabilities, and every pass tensor once more
+    let attn = attention_passes(&model, &input)?;
+    let mut rows = load_rows;
+    let pass_goldens: StateDict = attn
+        .keys()
+        .filter(|k| !k.ends_with(".cross_attn"))
+        .filter_map(|k| Some((k.clone(), set.goldens.get(k)?.shallow_clone())))
+        .collect();
+    for mut row in report::compare(&pass_goldens, &attn, tol_scale) {
+        row.name = format!("{} [attention pass]", row.name);
+        rows.push(row);
+    }
+    out.extend(attn.into_iter().filter(|(k, _)| k.ends_with(".cross_attn")));
+
     // gradients of the pre-training total
     total.backward();
     out.insert("loss.pretrain_total".into(), total.detach());
@@ -173,7 +221,7 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result
     }
 
     // AdamW from the reference weights, fed the golden gradients at both steps
-    let mut group_rows = load_rows;
+    let group_rows = &mut rows;
     if let Some(spec) = &set.manifest.adamw {
         let golden_grads: BTreeMap<String, Tensor> = set
             .goldens
@@ -209,5 +257,5 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device) -> Result
             }
         }
     }
-    Ok((out, group_rows))
+    Ok((out, rows))
 }

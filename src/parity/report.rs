@@ -110,8 +110,8 @@ pub fn compare(goldens: &StateDict, computed: &BTreeMap<String, Tensor>, tol_sca
 }
 
 /// The full table, one line per tensor, then the worst error per category.
-pub fn render(set: &str, rows: &[Row]) -> String {
-    let mut out = format!("parity set `{set}`: {} tensors\n{:<72} {:>10} {:>9}  verdict\n", rows.len(), "tensor", "err", "tol");
+pub fn render(set: &str, device: tch::Device, rows: &[Row]) -> String {
+    let mut out = format!("parity set `{set}` on {}: {} tensors\n{:<72} {:>10} {:>9}  verdict\n", device_name(device), rows.len(), "tensor", "err", "tol");
     for r in rows {
         let err = r.err.map(|e| format!("{e:.2e}")).unwrap_or_else(|| "-".into());
         let verdict = if r.passed() { "ok" } else { "FAIL" };
@@ -119,6 +119,15 @@ pub fn render(set: &str, rows: &[Row]) -> String {
     }
     out += &summary(set, rows);
     out
+}
+
+/// `cpu`, `cuda:0`, …: printed on every table and report.
+pub fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// Worst error per category, and the pass count.

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use m3ae::checkpoint::convert::read_checkpoint;
-use m3ae::checkpoint::safetensors_map::SafetensorsFile;
-use m3ae::weights::read_safetensors as read_safetensors_direct;
+use m3ae::weights::SafetensorsFile;
 use m3ae::config::M3aeConfig;
 use m3ae::weights::{load_state_dict, read_safetensors, StateDict};
 use m3ae::M3aeTransformerSs;
@@ -47,8 +46,7 @@ fn bench_load_into_ready_model() {
         best = best.min(start.elapsed().as_secs_f64());
     }
     println!("BENCH rust safetensors load_into(model): best of {runs} {best:.3} s");
-    time("safetensors (read_safetensors_direct) + load_state_dict", runs, &vs, || read_safetensors_direct(&conv.join("model.safetensors")).unwrap());
-    time("safetensors (weights::read_safetensors) + load_state_dict", runs, &vs, || read_safetensors(&conv.join("model.safetensors")).unwrap());
+    time("safetensors (read_safetensors) + load_state_dict", runs, &vs, || read_safetensors(&conv.join("model.safetensors")).unwrap());
     // the raw .ckpt through our reader (position_ids dropped, as convert does)
     time(".ckpt (checkpoint reader) + load_state_dict", runs, &vs, || {
         let mut sd = read_checkpoint(&dir.join("model.ckpt")).unwrap().0;

@@ -1,5 +1,14 @@
 //! The upstream config dict (`m3ae/config.py`), key for key, with upstream's defaults,
 //! plus the two encoder configs that upstream reads from the pretrained weights.
+//!
+//! - [`keys`]: the known keys (an unknown one is an error naming the closest), `--set`
+//!   overrides and the layering of a base config.
+//! - [`text`]: the RoBERTa config, from where upstream takes it; never guessed.
+//! - [`from_weights`]: what a checkpoint's shapes say about the config.
+pub mod from_weights;
+pub mod keys;
+pub mod text;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -102,7 +111,8 @@ pub struct M3aeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vision_encoder_config: Option<VisionEncoderConfig>,
     /// Not an upstream key: the RoBERTa config, which upstream reads from the `tokenizer`
-    /// folder. When absent it is roberta-base's (or follows the loaded state_dict's shapes).
+    /// folder (`RobertaConfig.from_pretrained(config["tokenizer"])`). When absent it is read
+    /// from there, or is roberta-base's for roberta-base-shaped weights ([`text::resolve`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language_encoder_config: Option<TextEncoderConfig>,
 }
@@ -212,7 +222,9 @@ impl VisionEncoderConfig {
     }
 }
 
-/// HF `RobertaConfig` fields the language encoder uses (roberta-base by default).
+/// HF `RobertaConfig` fields the language encoder uses. A field a `config.json` leaves out
+/// takes `RobertaConfig`'s class default, as `from_pretrained` does; other fields of an HF
+/// config are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TextEncoderConfig {
@@ -230,7 +242,8 @@ pub struct TextEncoderConfig {
 }
 
 impl Default for TextEncoderConfig {
-    /// roberta-base's `config.json`.
+    /// `RobertaConfig()`'s class defaults (transformers 4.x), which fill what a
+    /// `config.json` leaves out.
     fn default() -> Self {
         TextEncoderConfig {
             vocab_size: 50265,
@@ -238,9 +251,9 @@ impl Default for TextEncoderConfig {
             num_hidden_layers: 12,
             num_attention_heads: 12,
             intermediate_size: 3072,
-            max_position_embeddings: 514,
-            type_vocab_size: 1,
-            layer_norm_eps: 1e-5,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
             pad_token_id: 1,
             hidden_dropout_prob: 0.1,
             attention_probs_dropout_prob: 0.1,
@@ -248,13 +261,18 @@ impl Default for TextEncoderConfig {
     }
 }
 
+impl TextEncoderConfig {
+    /// roberta-base's `config.json`, what upstream reads for `tokenizer: roberta-base`.
+    pub fn roberta_base() -> Self {
+        TextEncoderConfig { max_position_embeddings: 514, type_vocab_size: 1, layer_norm_eps: 1e-5, ..Default::default() }
+    }
+}
+
 impl M3aeConfig {
+    /// A config file: upstream's config dict as JSON. Every key must be known
+    /// ([`keys::check`]); missing keys take upstream's defaults.
     pub fn from_json_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: M3aeConfig =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
-        cfg.validate()?;
-        Ok(cfg)
+        keys::build_config(Some(keys::read_json(path)?), &path.display().to_string(), &[], None)
     }
 
     /// Rejects configs the model cannot be built from, naming the key.
@@ -300,7 +318,10 @@ impl M3aeConfig {
             .ok_or_else(|| Error::Config(format!("`vit`: unknown CLIP model `{}` and no vision_encoder_config", self.vit)))
     }
 
-    pub fn text(&self) -> TextEncoderConfig {
-        self.language_encoder_config.unwrap_or_default()
+    /// The RoBERTa config; resolved beforehand by [`text::resolve`], never defaulted here.
+    pub fn text(&self) -> Result<TextEncoderConfig> {
+        self.language_encoder_config.ok_or_else(|| {
+            Error::Config("`language_encoder_config`: the RoBERTa config was not resolved (state it, or set `tokenizer` to a folder holding its config.json)".into())
+        })
     }
 }
