@@ -10,7 +10,7 @@ build: setup
 
 # The main job: check the port against every bundled golden set.
 demo: build
-	./target/release/m3ae parity parity/tiny-a parity/tiny-b parity/preprocess
+	./target/release/m3ae parity parity/tiny-a parity/tiny-b parity/tiny-c parity/preprocess
 
 # Every test: unit, parity, checkpoint and data suites.
 test: setup
