@@ -14,10 +14,13 @@ use std::path::Path;
 use std::process::Command;
 
 use checkpoint::util::{bit_equal, fixture, python, rel_err, root, scratch};
-use m3ae::checkpoint::convert::{convert, read_checkpoint, ConfigOptions};
+use m3ae::checkpoint::read_checkpoint;
+use m3ae::weights::convert::{convert, ConfigOptions};
 use m3ae::checkpoint::export::{export_model_dir, write_checkpoint_as, Layout};
-use m3ae::checkpoint::sources::{init_model, read_clip, read_roberta};
-use m3ae::checkpoint::{load_model_source, TorchFile, Value};
+use m3ae::checkpoint::sources::{read_clip, read_roberta};
+use m3ae::weights::fresh::init_model;
+use m3ae::checkpoint::{TorchFile, Value};
+use m3ae::weights::load_model_source;
 use m3ae::config::M3aeConfig;
 use m3ae::weights::{load_state_dict, read_safetensors, LoadReport};
 use m3ae::M3aeTransformerSs;

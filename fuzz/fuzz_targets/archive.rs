@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("m3ae-fuzz-archive-{}.ckpt", std::process::id()));
     if std::fs::write(&path, data).is_ok() {
-        let _ = m3ae::checkpoint::convert::read_checkpoint(&path);
+        let _ = m3ae::checkpoint::read_checkpoint(&path);
     }
 });

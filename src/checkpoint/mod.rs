@@ -1,15 +1,14 @@
-//! PyTorch checkpoint files (`torch.save` zip archives): read without executing pickles,
-//! convert to safetensors, and export back to a Lightning-shaped `.ckpt`.
+//! PyTorch checkpoint files (`torch.save` zip archives), and nothing else: read without
+//! executing pickles, and written back as a Lightning-shaped `.ckpt`. What becomes of the
+//! tensors (config, strict fitting, safetensors) is `weights`' business.
 //!
 //! - [`zip_archive`]: the memory-mapped zip container and its records.
 //! - [`pickle`]: a pickle decoder that never calls anything; unknown classes stay [`Value::Object`].
 //! - [`tensor`]: storage records → strided tch tensors, bounds-checked.
-//! - [`torch_file`]: a decoded archive and the state dicts in it.
-//! - [`convert`]: Lightning / state-dict checkpoints → model weights (grid adaptation, report).
+//! - [`torch_file`]: a decoded archive and the state dict (and config) inside it.
 //! - [`sources`]: upstream's initialisation sources (OpenAI CLIP TorchScript, HF RoBERTa).
 //! - [`export`]: a model folder → a `.ckpt` that `torch.load(weights_only=True)` opens.
 mod arena;
-pub mod convert;
 pub mod export;
 pub mod pickle;
 pub mod sources;
@@ -18,6 +17,5 @@ pub mod torch_file;
 pub mod value;
 pub mod zip_archive;
 
-pub use convert::{load_model_source, ModelWeights};
-pub use torch_file::TorchFile;
+pub use torch_file::{read_checkpoint, TorchFile};
 pub use value::Value;

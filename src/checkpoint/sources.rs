@@ -1,19 +1,16 @@
 //! Upstream's initialisation sources (`load_path` empty): OpenAI CLIP weights as
 //! `clip_model.build_model` reads them, and a Hugging Face RoBERTa folder as
-//! `RobertaModel.from_pretrained` does; everything else starts from the model's own init.
+//! `RobertaModel.from_pretrained` does (`weights::fresh` assembles the fresh model).
 use std::path::Path;
 
-use tch::{nn, Device};
-
-use super::convert::{adapt_position_embedding, read_checkpoint};
 use super::tensor::TensorReader;
+use super::torch_file::read_checkpoint;
 use super::value::Value;
 use super::TorchFile;
-use crate::config::{from_weights, text, M3aeConfig, TextEncoderConfig};
+use crate::config::{text, TextEncoderConfig};
 use crate::error::{Error, Result};
-use crate::model::M3aeTransformerSs;
-use crate::weights::strict::{self, ParamSpec};
-use crate::weights::{read_safetensors, LoadReport, Shapes, StateDict};
+use crate::weights::convert::adapt_position_embedding;
+use crate::weights::{read_safetensors, StateDict};
 
 /// CLIP keys the vision encoder has besides `visual.*` (the unused text tower's embeddings).
 const CLIP_SHARED: &[&str] = &["token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias"];
@@ -91,59 +88,4 @@ pub fn read_roberta(dir: &Path) -> Result<(StateDict, TextEncoderConfig, Vec<Str
         }
     }
     Ok((out, config, dropped))
-}
-
-/// A fresh model (upstream's `__init__` with `load_path` empty): the encoders from `clip`
-/// and `roberta` where given, every other parameter from the model's own initialisation.
-/// The RoBERTa config is `roberta`'s, else resolved as [`text::resolve`] does for a fresh
-/// model; the CLIP shape is `clip`'s, else the `vit` preset's.
-/// The report lists the source keys left out (`unexpected`), the parameters no source
-/// provided (`missing`: they keep their init) and the adapted position table.
-pub fn init_model(config: &mut M3aeConfig, clip: Option<&Path>, roberta: Option<&Path>) -> Result<(StateDict, LoadReport)> {
-    let mut report = LoadReport::default();
-    let mut sources = StateDict::new();
-    if let Some(dir) = roberta {
-        let (sd, text, dropped) = read_roberta(dir)?;
-        config.language_encoder_config = Some(text);
-        sources.extend(sd);
-        report.unexpected.extend(dropped);
-    } else {
-        text::resolve(config, None, Path::new("the fresh model"))?;
-    }
-    if let Some(path) = clip {
-        let (sd, dropped, adapted) = read_clip(path, config.image_size)?;
-        if adapted {
-            report.adapted.push("vision_encoder.visual.positional_embedding".into());
-        }
-        let shapes: Shapes = sd.iter().map(|(k, v)| (k.clone(), v.size())).collect();
-        from_weights::vision_config(config, &shapes, path)?;
-        sources.extend(sd);
-        report.unexpected.extend(dropped);
-    } else {
-        config.vision_encoder_config = Some(config.vision()?);
-    }
-    let vs = nn::VarStore::new(Device::Cpu);
-    M3aeTransformerSs::new(&vs.root(), config)?;
-    let source_path = clip.or(roberta).unwrap_or(Path::new("init"));
-    let mut out = StateDict::new();
-    for (name, var) in vs.variables() {
-        match sources.remove(&name) {
-            Some(t) => {
-                let fit = strict::check(&name, &ParamSpec { shape: var.size(), kind: var.kind() }, &t.size(), t.kind(), source_path)?;
-                if fit == strict::Fit::Cast {
-                    report.cast.push(name.clone());
-                }
-                out.insert(name, t.f_to_kind(var.kind())?);
-            }
-            None => {
-                report.missing.push(name.clone());
-                out.insert(name, var.detach());
-            }
-        }
-    }
-    report.unexpected.extend(sources.into_keys());
-    report.missing.sort();
-    report.unexpected.sort();
-    report.cast.sort();
-    Ok((out, report))
 }

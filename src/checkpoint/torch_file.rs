@@ -39,3 +39,27 @@ impl TorchFile {
         Ok(out)
     }
 }
+
+/// The state dict and (when present) the `hyper_parameters.config` of a checkpoint file: a
+/// Lightning checkpoint, a `{"state_dict"|"model": …}` wrapper, or a bare state dict.
+pub fn read_checkpoint(path: &Path) -> Result<(StateDict, Option<serde_json::Value>)> {
+    let file = TorchFile::open(path)?;
+    let root = &file.root;
+    for key in ["state_dict", "model"] {
+        if let Some(sd) = root.get(key) {
+            let config = match root.get("hyper_parameters").and_then(|h| h.get("config")) {
+                Some(c) => Some(c.to_json().ok_or_else(|| file.error("`hyper_parameters.config` is not plain data".into()))?),
+                None => None,
+            };
+            return Ok((file.read_tensors(sd, key)?, config));
+        }
+    }
+    match root.dict_items() {
+        Some(items) if !items.is_empty() && items.iter().all(|(_, v)| matches!(v, Value::Tensor(_))) => Ok((file.read_tensors(root, "state dict")?, None)),
+        Some(items) => {
+            let keys: Vec<String> = items.iter().take(8).map(|(k, _)| k.to_json().map_or_else(|| k.kind_name(), |j| j.to_string())).collect();
+            Err(file.error(format!("no `state_dict` (nor `model`) entry and not a bare state dict; top-level keys: [{}]", keys.join(", "))))
+        }
+        None => Err(file.error(format!("the pickled object is a {}, not a checkpoint dict", root.kind_name()))),
+    }
+}

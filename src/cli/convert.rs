@@ -1,9 +1,8 @@
 //! `m3ae convert`
 use std::path::PathBuf;
 
-use m3ae::checkpoint::convert::{convert, write_model_dir, ConfigOptions};
-use m3ae::checkpoint::sources::init_model;
-use m3ae::checkpoint::ModelWeights;
+use m3ae::weights::convert::{convert, write_model_dir, ConfigOptions, ModelWeights};
+use m3ae::weights::fresh::init_model;
 use m3ae::config::keys::{build_config, parse_override, read_json};
 use m3ae::Error;
 use tch::Device;

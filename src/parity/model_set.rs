@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::golden::GoldenSet;
 use super::report::{self, Category, Row};
-use crate::checkpoint::convert::{load_model_source, ConfigOptions};
+use crate::weights::convert::{load_model_source, ConfigOptions};
 use crate::config::keys::read_json;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};

@@ -1,7 +1,10 @@
 //! Model weights: safetensors I/O ([`safetensors`]), the dtype table ([`dtype`]) and strict
-//! loading by upstream key ([`strict`]), the one place each of them is written.
-//! `checkpoint/` reads torch pickles and hands its tensors here.
+//! loading by upstream key ([`strict`]), the one place each of them is written; upstream's
+//! loading path for checkpoints and converted folders ([`convert`]); a fresh model's weights
+//! ([`fresh`]). `checkpoint/` reads torch pickles and hands its tensors here.
+pub mod convert;
 pub mod dtype;
+pub mod fresh;
 pub mod safetensors;
 pub mod strict;
 
@@ -13,6 +16,7 @@ use tch::{nn, Tensor};
 use crate::config::{self, M3aeConfig};
 use crate::error::Result;
 use crate::model::M3aeTransformerSs;
+pub use convert::{load_model_source, ConfigOptions, ModelWeights};
 pub use safetensors::{read_safetensors, write_safetensors, SafetensorsFile};
 pub use strict::{ModelSpec, ParamSpec};
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use m3ae::checkpoint::convert::read_checkpoint;
+use m3ae::checkpoint::read_checkpoint;
 use m3ae::weights::SafetensorsFile;
 use m3ae::config::M3aeConfig;
 use m3ae::weights::{load_state_dict, read_safetensors, StateDict};

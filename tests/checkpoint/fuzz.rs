@@ -2,7 +2,7 @@
 //! and archives, mutated, must decode or fail with an error, never panic or hang.
 use std::time::Instant;
 
-use m3ae::checkpoint::convert::read_checkpoint;
+use m3ae::checkpoint::read_checkpoint;
 use m3ae::checkpoint::pickle::parse;
 use m3ae::checkpoint::zip_archive::TorchArchive;
 

@@ -1,6 +1,6 @@
 //! Bad and hostile inputs: each must give an `Error` naming the file and what is wrong, never a
 //! panic, a hang, an unbounded allocation or code execution.
-use m3ae::checkpoint::convert::read_checkpoint;
+use m3ae::checkpoint::read_checkpoint;
 use m3ae::checkpoint::pickle::parse;
 use m3ae::checkpoint::{TorchFile, Value};
 

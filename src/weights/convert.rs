@@ -1,20 +1,20 @@
-//! Upstream checkpoint → model weights, as upstream's `M3AETransformerSS.__init__` loads them:
+//! Upstream checkpoint (or converted folder) → model weights, as upstream's
+//! `M3AETransformerSS.__init__` loads them:
 //! the positional embedding adapted to the target grid, the MIM decoder's sin-cos table
 //! regenerated, keys the model does not have dropped (and reported), anything missing refused.
 use std::path::{Path, PathBuf};
 
 use tch::{Device, IndexOp, Tensor};
 
-use super::torch_file::TorchFile;
-use super::value::Value;
+use crate::checkpoint::read_checkpoint;
 use crate::config::keys::{build_config, read_json};
 use crate::config::{from_weights, text, M3aeConfig};
 use crate::error::{Error, Result};
 use crate::model::heads::fresh_downstream_heads;
 use crate::model::masking::sincos_2d;
 use crate::model::M3aeTransformerSs;
-use crate::weights::strict::{self, Fit, Tally};
-use crate::weights::{read_safetensors, LoadReport, Shapes, StateDict};
+use super::strict::{self, Fit, Tally};
+use super::{read_safetensors, LoadReport, Shapes, StateDict};
 
 /// The CLIP patch-position table upstream's `adapt_position_encoding` resizes.
 pub const POS_EMBED_KEY: &str = "vision_encoder.visual.positional_embedding";
@@ -30,30 +30,6 @@ pub struct ModelWeights {
     pub config: M3aeConfig,
     pub state_dict: StateDict,
     pub report: LoadReport,
-}
-
-/// The state dict and (when present) the `hyper_parameters.config` of a checkpoint file: a
-/// Lightning checkpoint, a `{"state_dict"|"model": …}` wrapper, or a bare state dict.
-pub fn read_checkpoint(path: &Path) -> Result<(StateDict, Option<serde_json::Value>)> {
-    let file = TorchFile::open(path)?;
-    let root = &file.root;
-    for key in ["state_dict", "model"] {
-        if let Some(sd) = root.get(key) {
-            let config = match root.get("hyper_parameters").and_then(|h| h.get("config")) {
-                Some(c) => Some(c.to_json().ok_or_else(|| file.error("`hyper_parameters.config` is not plain data".into()))?),
-                None => None,
-            };
-            return Ok((file.read_tensors(sd, key)?, config));
-        }
-    }
-    match root.dict_items() {
-        Some(items) if !items.is_empty() && items.iter().all(|(_, v)| matches!(v, Value::Tensor(_))) => Ok((file.read_tensors(root, "state dict")?, None)),
-        Some(items) => {
-            let keys: Vec<String> = items.iter().take(8).map(|(k, _)| k.to_json().map_or_else(|| k.kind_name(), |j| j.to_string())).collect();
-            Err(file.error(format!("no `state_dict` (nor `model`) entry and not a bare state dict; top-level keys: [{}]", keys.join(", "))))
-        }
-        None => Err(file.error(format!("the pickled object is a {}, not a checkpoint dict", root.kind_name()))),
-    }
 }
 
 /// `adapt_position_encoding`: resizes the patch rows of a [1+g0², W] (or [1, 1+g0², W]) table
