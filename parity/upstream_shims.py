@@ -14,8 +14,12 @@ to `sys.modules` before upstream is imported. The gaps bridged are the ones list
 * `torch.load` defaults to `weights_only=True` since torch 2.6 (upstream loads its own
   Lightning checkpoints, which hold Python objects);
 * `pytorch_lightning`, `timm`, `sklearn` and `sacred` are replaced by light stand-ins:
-  enough to build the model and run its objectives, not to train with Lightning.
+  enough to build the model, its datamodules and run its objectives and metrics, not to
+  train with Lightning (parity/generate_train.py drives the training steps itself).
+  `Metric` keeps Lightning 1.3's (torchmetrics 0.3's) single-process semantics, so
+  upstream's `Scalar`, `Accuracy` and `VQARADScore` accumulate and compute as they did.
 """
+import copy
 import importlib.abc
 import importlib.machinery
 import inspect
@@ -100,17 +104,56 @@ class LightningModule(nn.Module):
 
 
 class Metric:
-    """Stand-in for pytorch_lightning.metrics.Metric. Upstream's metrics only feed
-    `self.log`, which is a no-op here, so calling one records nothing."""
+    """Stand-in for pytorch_lightning.metrics.Metric (Lightning 1.3 = torchmetrics 0.3),
+    single process: `add_state` keeps a default; calling the metric runs `update` on the
+    accumulated state, then (compute_on_step) returns `compute()` of this batch alone,
+    computed on a fresh state that is then discarded; `reset` restores the defaults;
+    `sync`/`unsync` (distributed) do nothing. Like upstream's states (persistent=False),
+    none of this enters the model's state_dict: this is a plain object, not a Module."""
 
-    def __init__(self, dist_sync_on_step=False, **kwargs):
-        pass
+    def __init__(self, compute_on_step=True, dist_sync_on_step=False, **kwargs):
+        self.compute_on_step = compute_on_step
+        self._defaults = {}
 
     def add_state(self, name, default, dist_reduce_fx=None, persistent=False):
+        self._defaults[name] = copy.deepcopy(default)
         setattr(self, name, default)
 
     def __call__(self, *args, **kwargs):
-        return torch.zeros(())
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        with torch.no_grad():
+            self.update(*args, **kwargs)
+        if not self.compute_on_step:
+            return None
+        cache = {name: getattr(self, name) for name in self._defaults}
+        self.reset()
+        self.update(*args, **kwargs)
+        value = self.compute()
+        for name, state in cache.items():
+            setattr(self, name, state)
+        return value
+
+    def reset(self):
+        for name, default in self._defaults.items():
+            setattr(self, name, copy.deepcopy(default))
+
+    def sync(self, *args, **kwargs):
+        pass
+
+    def unsync(self, *args, **kwargs):
+        pass
+
+
+class LightningDataModule:
+    """Stand-in for pl.LightningDataModule: upstream's datamodules only subclass it."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def prepare_data(self):
+        pass
 
 
 class Experiment:
@@ -211,7 +254,7 @@ def install():
         setattr(file_utils, name, _passthrough_decorator)
     optimization.AdamW = AdamW  # removed (or deprecated) since; upstream trained with this rule
 
-    pl = _module("pytorch_lightning", LightningModule=LightningModule)
+    pl = _module("pytorch_lightning", LightningModule=LightningModule, LightningDataModule=LightningDataModule)
     pl.metrics = _module("pytorch_lightning.metrics", Metric=Metric)
     pl.utilities = _module("pytorch_lightning.utilities")
     pl.utilities.parsing = _module("pytorch_lightning.utilities.parsing", AttributeDict=AttributeDict)

@@ -5,13 +5,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::{nn::Module, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::weights::SafetensorsFile;
 use crate::error::{Error, Result};
 use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
 use crate::train::pretrain::{pretrain_gradients, PretrainBatch};
 use crate::train::optim::AdamW;
+use crate::tasks::retrieval::retrieval_scores;
 use crate::weights::{load_model_folder, read_safetensors, write_safetensors, StateDict};
 
 /// One workload's measurements, in the JSON shape both halves print.
@@ -128,29 +129,6 @@ fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, di
     // the first entry is the untimed warm-up
     let [f, b, o] = phases.map(|v| median(&v[1..]));
     Ok((runs, TrainPhases { forward: f, backward: b, optimizer: o }))
-}
-
-/// Workload 3: retrieval scores of every (image, text) pair. Each image and each text is
-/// encoded once; only the fusion runs per pair. Score = `itm_head` match logit
-/// (`irtr_head` when the model has one).
-pub fn retrieval_scores(model: &M3aeTransformerSs, images: &Tensor, ids: &Tensor, masks: &Tensor) -> Result<Tensor> {
-    let (ni, nt) = (images.size()[0], ids.size()[0]);
-    let text_mask = crate::model::bert::extended_attention_mask(masks, Kind::Float);
-    let texts = model.encode_text(ids, &text_mask, false, None); // [T, L, H]
-    let (feats, _) = model.encode_image(images, None, None); // [I, Lv, H]
-    let (_, lv, h) = feats.size3().unwrap();
-    let rows = (0..ni)
-        .map(|i| {
-            let image = feats.get(i).unsqueeze(0).expand([nt, lv, h], false);
-            let fused = model.fuse(&texts, &text_mask, &image, &InferOptions::default(), None);
-            match (&model.irtr_head, &model.itm_head) {
-                (Some(irtr), _) => Ok(irtr.forward(&fused.cls_feats).select(1, 0)),
-                (None, Some(itm)) => Ok(itm.forward(&fused.cls_feats).select(1, 1)),
-                (None, None) => Err(Error::Config("retrieval needs itm_head or irtr_head (loss_names itm or irtr > 0)".into())),
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::stack(&rows, 0)) // [I, T]
 }
 
 fn matmul_gflops() -> (Vec<f64>, f64) {

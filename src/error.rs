@@ -47,6 +47,9 @@ pub enum Error {
 
     #[error("{path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+
+    #[error("training stopped at step {step}: {reason}")]
+    Training { step: u64, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -17,7 +17,9 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod parity;
+pub mod report;
 pub mod runtime;
+pub mod tasks;
 pub mod train;
 pub mod weights;
 

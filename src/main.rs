@@ -28,6 +28,14 @@ enum Command {
     Bench(cli::bench::Args),
     /// Inspect upstream Arrow datasets before a long job.
     Data(cli::data::Args),
+    /// Pre-train (MLM + MIM + ITM, upstream's task_pretrain_m3ae) into a run folder.
+    Pretrain(cli::RunArgs),
+    /// Fine-tune on a downstream task (upstream's task_finetune_* presets).
+    Finetune(cli::finetune::Args),
+    /// Evaluate a checkpoint on a split with upstream's metrics.
+    Test(cli::test::Args),
+    /// Draw a run's losses, lr and validation metrics (metrics.jsonl) into PNG files.
+    Plot(cli::plot::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +59,10 @@ fn main() -> ExitCode {
         Command::Export(args) => cli::export::run(args, device),
         Command::Data(args) => cli::data::run(args, device),
         Command::Bench(args) => cli::bench::run(args, device),
+        Command::Pretrain(args) => cli::pretrain::run(args, device),
+        Command::Finetune(args) => cli::finetune::run(args, device),
+        Command::Test(args) => cli::test::run(args, device),
+        Command::Plot(args) => cli::plot::run(args, device),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -258,7 +258,7 @@ fn arrow_datasets_index_one_sample_per_text() {
 }
 
 fn loader(name: &str, workers: usize, config: impl Fn(&mut LoaderConfig)) -> Loader {
-    let ds = Arc::new(Dataset::open(&fixtures().join("arrow").join(name), "p_meth_label").unwrap());
+    let ds = Dataset::open(&fixtures().join("arrow").join(name), "p_meth_label").unwrap();
     let tok = Arc::new(toy_tokenizer(16));
     let masker = MlmMasker { probability: 0.15, mode: MaskingMode::Upstream, mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
     let mut cfg = LoaderConfig { batch_size: 2, shuffle: true, seed: 3, workers, prefetch: 2, draw_false_image: 1, draw_false_text: 0, drop_last: false };

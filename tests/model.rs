@@ -236,7 +236,7 @@ fn set_schedule_groups() {
 
 #[test]
 fn polynomial_schedule_with_warmup() {
-    let c = M3aeConfig { learning_rate: 1e-5, end_lr: 0.0, decay_power: 1.0, warmup_steps: Warmup::Fraction(0.1), ..Default::default() };
+    let c = M3aeConfig { learning_rate: 1e-5, end_lr: 0.0, decay_power: m3ae::config::DecayPower::Power(1.0), warmup_steps: Warmup::Fraction(0.1), ..Default::default() };
     assert_eq!(lr_factor(&c, 0, 1000), 0.0);
     assert!((lr_factor(&c, 50, 1000) - 0.5).abs() < 1e-12);
     assert!((lr_factor(&c, 100, 1000) - 1.0).abs() < 1e-12);
@@ -248,7 +248,7 @@ fn polynomial_schedule_with_warmup() {
 fn cached_retrieval_equals_one_forward_per_pair() {
     let (_vs, m) = build(&tiny_config());
     let b = batch(3); // 3 images, 3 texts
-    let cached = tch::no_grad(|| m3ae::bench::retrieval_scores(&m, &b.image, &b.ids, &b.masks)).unwrap(); // [I, T]
+    let cached = tch::no_grad(|| m3ae::tasks::retrieval::retrieval_scores(&m, &b.image, &b.ids, &b.masks)).unwrap(); // [I, T]
     let irtr = m.irtr_head.as_ref().unwrap();
     for i in 0..3 {
         for j in 0..3 {

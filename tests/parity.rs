@@ -7,8 +7,13 @@ use m3ae::parity::report::Category;
 use m3ae::parity::{check_set_with, golden::GoldenSet, ParityOutcome, WeightsSource};
 use tch::Device;
 
+/// The test modules under tests/parity/.
+mod parity {
+    pub mod train;
+}
+
 /// The sets this suite checks; `every_bundled_set_is_checked` keeps the list complete.
-const SETS: &[&str] = &["tiny-a", "tiny-b", "tiny-c", "preprocess"];
+const SETS: &[&str] = &["tiny-a", "tiny-b", "tiny-c", "preprocess", "train-vqa", "train-irtr"];
 
 /// CPU regression bounds per category: close to what the suite measures on the production
 /// path today, far inside the documented tolerances (1e-5 forward and loss, 1e-4 gradients).
@@ -36,7 +41,7 @@ fn above_cpu_bounds(outcome: &ParityOutcome) -> Vec<String> {
         .collect()
 }
 
-fn parity_dir() -> PathBuf {
+pub fn parity_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("parity")
 }
 

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long)]
     image_size: Option<i64>,
     /// Config override `key=JSON` (e.g. `mim_layer=3`, `loss_names.vqa=1`); repeatable. Unknown keys are refused.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=JSON", num_args = 1..)]
     set: Vec<String>,
     /// Base config (upstream's config dict as JSON) for any input: it replaces a checkpoint's own
     /// config, and states what a bare state dict lacks. Keys it leaves out take upstream's defaults.

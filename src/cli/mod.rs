@@ -3,4 +3,59 @@ pub mod bench;
 pub mod convert;
 pub mod data;
 pub mod export;
+pub mod finetune;
 pub mod parity;
+pub mod plot;
+pub mod pretrain;
+pub mod test;
+
+use std::path::PathBuf;
+
+use m3ae::config::keys::parse_override;
+use m3ae::train::task::Task;
+use m3ae::train::trainer::{fit as fit_run, Outcome, RunOptions};
+use tch::Device;
+
+/// The options every training command takes.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The run folder: config.json, metrics.jsonl, checkpoints/{last,best}.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Upstream's config dict as JSON, laid over the task's preset and load_path's architecture.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Config override `key=JSON` (e.g. `per_gpu_batchsize=16`, `loss_names.mim=0`); repeatable, applied last.
+    #[arg(long = "set", value_name = "KEY=JSON", num_args = 1..)]
+    pub set: Vec<String>,
+    /// Switch an objective off: the readable form of `--set loss_names.X=0` (no head, no loss).
+    #[arg(long, value_parser = ["mim", "mlm", "itm"])]
+    pub ablate: Vec<String>,
+    /// Continue the run from checkpoints/last (its saved config; --config and --set are refused).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Runs `fit` for `task` with the CLI's options and reports how it ended.
+pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
+    let mut overrides = args.set.iter().map(|s| parse_override(s)).collect::<m3ae::Result<Vec<_>>>()?;
+    overrides.extend(args.ablate.iter().map(|o| (format!("loss_names.{o}"), serde_json::json!(0))));
+    if args.resume && (!overrides.is_empty() || args.config.is_some()) {
+        return Err(m3ae::Error::Config("--resume continues the run with its saved config: drop --config, --set and --ablate".into()));
+    }
+    let opts = RunOptions { task, run_dir: args.run_dir.clone(), config_file: args.config.clone(), overrides, resume: args.resume, device };
+    let summary = fit_run(&opts)?;
+    let s = &summary.state;
+    let how = match summary.outcome {
+        Outcome::Finished => "finished",
+        Outcome::EarlyStopped => "stopped early",
+        Outcome::Interrupted => "interrupted (checkpoints/last saved; --resume continues)",
+    };
+    println!("{how} at step {} of {} (epoch {}); best val/the_metric {:?} at step {:?}", s.step, s.max_steps, s.epoch, s.best_metric, s.best_step);
+    if let Some(v) = &summary.last_validation {
+        for (k, x) in v {
+            println!("  {k:<40} {x:.6}");
+        }
+    }
+    Ok(summary.outcome != Outcome::Interrupted)
+}

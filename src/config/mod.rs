@@ -36,6 +36,44 @@ pub enum Warmup {
     Fraction(f64),
 }
 
+/// `decay_power`: the polynomial decay's power, or `"cosine"` for the cosine schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DecayPower {
+    Power(f64),
+    Named(String),
+}
+
+/// `precision`: 32, 16 (fp16 with loss scaling on CUDA) or `"bf16"` (autocast on CUDA).
+/// CPU runs compute in fp32 whatever it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Precision {
+    Bits(i64),
+    Named(String),
+}
+
+/// What `precision` asks of a CUDA run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionMode {
+    Fp32,
+    Fp16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn mode(&self) -> Result<PrecisionMode> {
+        match self {
+            Precision::Bits(32) => Ok(PrecisionMode::Fp32),
+            Precision::Bits(16) => Ok(PrecisionMode::Fp16),
+            Precision::Named(s) if s == "32" => Ok(PrecisionMode::Fp32),
+            Precision::Named(s) if s == "16" => Ok(PrecisionMode::Fp16),
+            Precision::Named(s) if s == "bf16" => Ok(PrecisionMode::Bf16),
+            other => Err(Error::Config(format!("`precision`: {other:?} is not 32, 16 or \"bf16\""))),
+        }
+    }
+}
+
 /// The config of upstream's `M3AETransformerSS`, as saved in `hyper_parameters.config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -82,7 +120,7 @@ pub struct M3aeConfig {
     pub optim_type: String,
     pub learning_rate: f64,
     pub weight_decay: f64,
-    pub decay_power: f64,
+    pub decay_power: DecayPower,
     pub max_epoch: usize,
     pub max_steps: Option<u64>,
     pub warmup_steps: Warmup,
@@ -103,9 +141,19 @@ pub struct M3aeConfig {
     pub num_nodes: usize,
     pub load_path: String,
     pub num_workers: usize,
-    pub precision: i64,
+    pub precision: Precision,
     pub label_column_name: String,
     pub melinda_label_size: BTreeMap<String, i64>,
+    // the port's trainer (not upstream keys; Lightning's defaults where it has one)
+    /// Write `checkpoints/last` every N optimizer steps (0: at validations and the end only).
+    pub checkpoint_every_n_steps: u64,
+    /// Log the training metrics every N optimizer steps (Lightning's `log_every_n_steps`).
+    pub log_every_n_steps: u64,
+    /// Clip the global gradient norm to this value before each step (None: no clipping, as
+    /// upstream's Trainer).
+    pub grad_clip_norm: Option<f64>,
+    /// Stop after this many validations without a better `val/the_metric` (None: never).
+    pub early_stop_patience: Option<u64>,
     /// Not an upstream key: the CLIP shape, which upstream reads from the CLIP weights.
     /// When absent it follows `vit` (or the loaded state_dict's shapes).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,7 +205,7 @@ impl Default for M3aeConfig {
             optim_type: "adamw".into(),
             learning_rate: 1e-5,
             weight_decay: 0.01,
-            decay_power: 1.0,
+            decay_power: DecayPower::Power(1.0),
             max_epoch: 100,
             max_steps: Some(100_000),
             warmup_steps: Warmup::Steps(10_000),
@@ -177,8 +225,12 @@ impl Default for M3aeConfig {
             num_nodes: 1,
             load_path: String::new(),
             num_workers: 8,
-            precision: 16,
+            precision: Precision::Bits(16),
             label_column_name: String::new(),
+            checkpoint_every_n_steps: 0,
+            log_every_n_steps: 50,
+            grad_clip_norm: None,
+            early_stop_patience: None,
             melinda_label_size: [("i_meth", 85), ("p_meth", 45), ("i_meth_label", 15), ("p_meth_label", 7)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
@@ -296,6 +348,23 @@ impl M3aeConfig {
         if !(0.0..1.0).contains(&self.mim_prob) {
             return bad("mim_prob", format!("{} is outside [0, 1)", self.mim_prob));
         }
+        if let Some(v) = &self.vision_encoder_config {
+            // CLIP: heads = width // 64, and nn.MultiheadAttention needs width % heads == 0
+            if v.heads() < 1 || v.width % v.heads() != 0 {
+                return bad("vision_encoder_config.width", format!("{} gives CLIP {} head(s) of width/64: it must be at least 64 and divisible by its head count", v.width, v.heads()));
+            }
+        }
+        if let Some(t) = &self.language_encoder_config {
+            if t.num_attention_heads <= 0 || t.hidden_size % t.num_attention_heads != 0 {
+                return bad("language_encoder_config.num_attention_heads", format!("{} does not divide hidden_size {}", t.num_attention_heads, t.hidden_size));
+            }
+        }
+        if let DecayPower::Named(name) = &self.decay_power {
+            if name != "cosine" {
+                return bad("decay_power", format!("`{name}` is neither a number nor \"cosine\""));
+            }
+        }
+        self.precision.mode()?;
         if self.loss_names.cls > 0.0 && !self.melinda_label_size.contains_key(&self.label_column_name) {
             return bad("label_column_name", format!("`{}` is not a key of melinda_label_size", self.label_column_name));
         }

@@ -76,6 +76,53 @@ pub struct Dataset {
     pub cls_labels: Vec<Vec<i64>>,
 }
 
+/// Several datasets read as one, in order (upstream's multitask datamodule concatenates
+/// `datasets`, e.g. medicat and roco for pre-training). Sample `i` of the list is sample
+/// `i − start` of the dataset it falls in.
+pub struct DatasetList {
+    pub sets: Vec<Dataset>,
+    starts: Vec<usize>,
+}
+
+impl DatasetList {
+    pub fn new(sets: Vec<Dataset>) -> Self {
+        let mut starts = Vec::with_capacity(sets.len());
+        let mut n = 0;
+        for s in &sets {
+            starts.push(n);
+            n += s.len();
+        }
+        DatasetList { sets, starts }
+    }
+
+    /// Samples in all datasets.
+    pub fn len(&self) -> usize {
+        self.sets.iter().map(Dataset::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The dataset holding sample `i`, and the sample's index in it.
+    pub fn locate(&self, i: usize) -> (&Dataset, usize) {
+        let k = self.starts.partition_point(|&s| s <= i).saturating_sub(1);
+        (&self.sets[k], i - self.starts[k])
+    }
+}
+
+impl From<Dataset> for DatasetList {
+    fn from(d: Dataset) -> Self {
+        DatasetList::new(vec![d])
+    }
+}
+
+impl From<Dataset> for std::sync::Arc<DatasetList> {
+    fn from(d: Dataset) -> Self {
+        std::sync::Arc::new(d.into())
+    }
+}
+
 /// Converts a float read from Arrow to an integer label, refusing fractions.
 fn label(file: &ArrowFile, column: &str, row: usize, v: f64) -> Result<i64> {
     if v.fract() != 0.0 || v < 0.0 {
@@ -148,6 +195,23 @@ impl Dataset {
     /// The encoded image of table row `row`.
     pub fn image_bytes(&self, row: usize) -> Result<&[u8]> {
         self.table.binary("image", row)
+    }
+
+    /// Checks every label against `size` classes (`key` names the config key that sets it):
+    /// VQA answer labels, or class labels. An error names the file, the row and the label.
+    pub fn check_labels(&self, size: i64, key: &str) -> Result<()> {
+        let rows: Vec<(usize, i64)> = match self.kind {
+            DatasetKind::Vqa => self.vqa.iter().enumerate().flat_map(|(r, qs)| qs.iter().flat_map(move |a| a.labels.iter().map(move |&l| (r, l)))).collect(),
+            DatasetKind::Cls => self.cls_labels.iter().enumerate().flat_map(|(r, ls)| ls.iter().map(move |&l| (r, l))).collect(),
+            _ => return Ok(()),
+        };
+        match rows.into_iter().find(|&(_, l)| l < 0 || l >= size) {
+            Some((row, label)) => Err(self.table.error(
+                if self.kind == DatasetKind::Vqa { "answer_labels" } else { "label" },
+                format!("row {row}: label {label} is outside the {size} classes of `{key}`"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Smallest and largest label: answer labels for VQA, class labels for classification.

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::collate::{Batch, Collator, Sample};
-use super::dataset::Dataset;
+use super::dataset::{Dataset, DatasetList};
 use super::image_io::decode_rgba;
 use super::tokenizer::TextTokenizer;
 use super::transforms::Transform;
@@ -61,7 +61,7 @@ pub struct SkippedImage {
 
 /// What a worker needs to turn sample indices into a batch.
 struct Worker {
-    dataset: Arc<Dataset>,
+    dataset: Arc<DatasetList>,
     tokenizer: Arc<TextTokenizer>,
     transforms: Vec<Transform>,
     collator: Arc<Collator>,
@@ -70,23 +70,24 @@ struct Worker {
 }
 
 impl Worker {
-    /// Decodes and transforms the image of table `row` with every transform.
-    fn images(&self, row: usize, rng: &mut ChaCha8Rng) -> Result<Vec<tch::Tensor>> {
-        let name = format!("{}, row {row}", self.dataset.table.path.display());
-        let img = decode_rgba(self.dataset.image_bytes(row)?, &name)?;
+    /// Decodes and transforms the image of table `row` of `ds` with every transform.
+    fn images(&self, ds: &Dataset, row: usize, rng: &mut ChaCha8Rng) -> Result<Vec<tch::Tensor>> {
+        let name = format!("{}, row {row}", ds.table.path.display());
+        let img = decode_rgba(ds.image_bytes(row)?, &name)?;
         self.transforms.iter().map(|t| t.apply(&img, rng)).collect()
     }
 
     fn sample(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let ds = &self.dataset;
-        let (row, j) = ds.index[index];
-        let images = self.images(row, rng)?;
+        let all = &self.dataset;
+        let (ds, local) = all.locate(index);
+        let (row, j) = ds.index[local];
+        let images = self.images(ds, row, rng)?;
         let mut false_images = Vec::with_capacity(self.config.draw_false_image);
         for _ in 0..self.config.draw_false_image {
             let mut drawn = None;
             for _ in 0..FALSE_IMAGE_TRIES {
-                let (false_row, _) = ds.index[rng.gen_range(0..ds.len())];
-                if let Ok(views) = self.images(false_row, rng) {
+                let (fds, flocal) = all.locate(rng.gen_range(0..all.len()));
+                if let Ok(views) = self.images(fds, fds.index[flocal].0, rng) {
                     drawn = Some(views);
                     break;
                 }
@@ -97,13 +98,16 @@ impl Worker {
             })?);
         }
         let false_texts = (0..self.config.draw_false_text)
-            .map(|_| self.tokenizer.encode(ds.text(rng.gen_range(0..ds.len()))))
+            .map(|_| {
+                let (fds, flocal) = all.locate(rng.gen_range(0..all.len()));
+                self.tokenizer.encode(fds.text(flocal))
+            })
             .collect::<Result<_>>()?;
         Ok(Sample {
             index,
             images,
             false_images,
-            text: self.tokenizer.encode(ds.text(index))?,
+            text: self.tokenizer.encode(ds.text(local))?,
             false_texts,
             vqa: ds.vqa.get(row).and_then(|r| r.get(j)).cloned(),
             cls_label: ds.cls_labels.get(row).and_then(|r| r.get(j)).copied(),
@@ -117,12 +121,8 @@ impl Worker {
             match self.sample(index, &mut rng) {
                 Ok(s) => samples.push(s),
                 Err(Error::Image { reason, .. }) => {
-                    let skip = SkippedImage {
-                        file: self.dataset.table.path.display().to_string(),
-                        index,
-                        row: self.dataset.index[index].0,
-                        reason,
-                    };
+                    let (ds, local) = self.dataset.locate(index);
+                    let skip = SkippedImage { file: ds.table.path.display().to_string(), index, row: ds.index[local].0, reason };
                     log::warn!("skipping unreadable image: {}, sample {}, row {}: {}", skip.file, skip.index, skip.row, skip.reason);
                     self.skipped.lock().map_err(|_| Error::input("loader", "worker panicked"))?.push(skip);
                 }
@@ -156,9 +156,9 @@ fn batch_rng(seed: u64, epoch: u64, batch: usize) -> ChaCha8Rng {
 }
 
 impl Loader {
-    /// Starts the workers for `epoch` of `dataset`.
+    /// Starts the workers for `epoch` of `dataset` (one dataset, or several read as one).
     pub fn new(
-        dataset: Arc<Dataset>,
+        dataset: impl Into<Arc<DatasetList>>,
         tokenizer: Arc<TextTokenizer>,
         transforms: Vec<Transform>,
         collator: Collator,
@@ -168,6 +168,7 @@ impl Loader {
         if config.batch_size == 0 || config.workers == 0 || config.prefetch == 0 || transforms.is_empty() {
             return Err(Error::Config("loader: batch_size, workers, prefetch and transforms must be non-zero".into()));
         }
+        let dataset: Arc<DatasetList> = dataset.into();
         let mut order: Vec<usize> = (0..dataset.len()).collect();
         if config.shuffle {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ epoch.rotate_left(17)));
@@ -221,6 +222,19 @@ impl Loader {
     /// Whether the epoch has no batches.
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()
+    }
+
+    /// Starts the epoch at batch `n` (a resumed run): the batches before it are never built.
+    /// Every batch's randomness is keyed by its number, so batch `n` is the batch an
+    /// uninterrupted epoch would have built.
+    pub fn skip_to(&mut self, n: usize) {
+        self.next_out = n.min(self.batches.len());
+        self.next_job = self.next_out;
+    }
+
+    /// The number of the next batch `next` returns.
+    pub fn position(&self) -> usize {
+        self.next_out
     }
 
     /// Samples left out so far because their image could not be decoded.

@@ -139,6 +139,8 @@ impl M3aeTransformerSs {
     pub fn new(p: &nn::Path, config: &M3aeConfig) -> Result<Self> {
         config.validate()?;
         let c = config;
+        // the encoder configs may have been resolved after the config was built
+        M3aeConfig { vision_encoder_config: Some(c.vision()?), language_encoder_config: Some(c.text()?), ..c.clone() }.validate()?;
         let vision = c.vision()?;
         let text = c.text()?;
         let h = c.hidden_size;
@@ -200,6 +202,11 @@ impl M3aeTransformerSs {
             Self::new(&vs.root(), config)?;
             Ok(vs.variables().into_iter().map(|(k, v)| (k, ParamSpec { shape: v.size(), kind: v.kind() })).collect())
         })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> tch::Device {
+        self.multi_modal_vision_proj.ws.device()
     }
 
     /// `patchify` of a normalized image batch at this model's patch size.

@@ -1,4 +1,20 @@
-//! Training: the paper's objectives and upstream's optimizer.
+//! Training and evaluation: the paper's objectives, upstream's optimizer and schedule, the
+//! metrics, the loop and its checkpoints.
+//!
+//! - [`task`]: the tasks and upstream's named config for each.
+//! - [`setup`]: config layering, the model (fresh or from `load_path`), the data of a split.
+//! - [`objectives`], [`pretrain`], [`step`]: the losses, one pre-training step, one micro-batch of any task.
+//! - [`optim`]: transformers-4.6 AdamW in `set_schedule`'s groups, the lr schedule.
+//! - [`metrics`]: upstream's metrics and names; [`evaluate`]: a split's evaluation.
+//! - [`trainer`]: the loop; [`state`]: its state and atomic checkpoints; [`log`]: metrics.jsonl, progress.
+pub mod evaluate;
+pub mod log;
+pub mod metrics;
 pub mod objectives;
 pub mod optim;
 pub mod pretrain;
+pub mod setup;
+pub mod state;
+pub mod step;
+pub mod task;
+pub mod trainer;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tch::{nn, Tensor};
 
-use crate::config::{M3aeConfig, Warmup};
+use crate::config::{DecayPower, M3aeConfig, Warmup};
 use crate::error::{Error, Result};
 
 const NO_DECAY: &[&str] = &["bias", "LayerNorm.bias", "LayerNorm.weight", "norm.bias", "norm.weight", "norm1.bias", "norm1.weight", "norm2.bias", "norm2.weight"];
@@ -42,6 +42,67 @@ impl Gradients {
     pub fn tensors(&self) -> &[Tensor] {
         &self.0
     }
+
+    /// The global L2 norm over every defined gradient (`clip_grad_norm_`'s total norm).
+    pub fn total_norm(&self) -> f64 {
+        tch::no_grad(|| {
+            let sq: f64 = self.0.iter().filter(|g| g.defined()).map(|g| g.square().sum(tch::Kind::Double).double_value(&[])).sum();
+            sq.sqrt()
+        })
+    }
+
+    /// `clip_grad_norm_(max_norm)`: scales every gradient by max_norm / (norm + 1e-6) when
+    /// that is below 1. Returns the norm before clipping.
+    pub fn clip_norm(&mut self, max_norm: f64) -> f64 {
+        let norm = self.total_norm();
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            self.scale(coef);
+        }
+        norm
+    }
+
+    /// Multiplies every gradient by `factor` (loss-scale removal, clipping, averaging).
+    pub fn scale(&mut self, factor: f64) {
+        tch::no_grad(|| {
+            for g in self.0.iter_mut().filter(|g| g.defined()) {
+                let _ = g.g_mul_scalar_(factor);
+            }
+        })
+    }
+
+    /// Whether every defined gradient is finite (no inf or NaN).
+    pub fn all_finite(&self) -> bool {
+        tch::no_grad(|| self.0.iter().filter(|g| g.defined()).all(|g| bool::try_from(g.isfinite().all()).unwrap_or(false)))
+    }
+
+    /// The index (slot order) of the first gradient holding an inf or NaN.
+    pub fn first_non_finite(&self) -> Option<usize> {
+        tch::no_grad(|| self.0.iter().position(|g| g.defined() && !bool::try_from(g.isfinite().all()).unwrap_or(false)))
+    }
+
+    /// Adds `other` into `self`, gradient by gradient (gradient accumulation).
+    pub fn add(&mut self, other: Gradients) {
+        tch::no_grad(|| {
+            for (a, g) in self.0.iter_mut().zip(other.0) {
+                match (a.defined(), g.defined()) {
+                    (true, true) => {
+                        let _ = a.g_add_(&g);
+                    }
+                    (false, true) => *a = g,
+                    _ => {}
+                }
+            }
+        })
+    }
+}
+
+/// The optimizer's state for a checkpoint: each slot's moments, keyed `exp_avg.<param>` and
+/// `exp_avg_sq.<param>`, and its step count.
+#[derive(Debug)]
+pub struct AdamWState {
+    pub tensors: BTreeMap<String, Tensor>,
+    pub steps: BTreeMap<String, i32>,
 }
 
 /// One optimized parameter with its Adam state.
@@ -78,6 +139,11 @@ impl AdamW {
             })
             .collect();
         AdamW { slots, betas: (0.9, 0.98), eps: 1e-8 }
+    }
+
+    /// The name of the parameter in slot `i`.
+    pub fn slot_name(&self, i: usize) -> &str {
+        self.slots.get(i).map_or("?", |s| s.name.as_str())
     }
 
     /// The learning rate and weight decay of every optimized parameter.
@@ -124,17 +190,7 @@ impl AdamW {
         let (new, extra) = self.backward_wrt(loss, inputs)?;
         match sum {
             None => *sum = Some(new),
-            Some(Gradients(acc)) => tch::no_grad(|| {
-                for (a, g) in acc.iter_mut().zip(new.0) {
-                    match (a.defined(), g.defined()) {
-                        (true, true) => {
-                            let _ = a.g_add_(&g);
-                        }
-                        (false, true) => *a = g,
-                        _ => {}
-                    }
-                }
-            }),
+            Some(acc) => acc.add(new),
         }
         Ok(extra)
     }
@@ -151,6 +207,42 @@ impl AdamW {
                 }
             }
         });
+    }
+
+    /// Every slot's moments and step count (detached copies on the CPU).
+    pub fn state(&self) -> AdamWState {
+        let mut tensors = BTreeMap::new();
+        let mut steps = BTreeMap::new();
+        for s in &self.slots {
+            tensors.insert(format!("exp_avg.{}", s.name), s.exp_avg.to_device(tch::Device::Cpu));
+            tensors.insert(format!("exp_avg_sq.{}", s.name), s.exp_avg_sq.to_device(tch::Device::Cpu));
+            steps.insert(s.name.clone(), s.step);
+        }
+        AdamWState { tensors, steps }
+    }
+
+    /// Restores [`Self::state`]: every slot must be present with its parameter's shape (a
+    /// checkpoint of another model or config is an error naming the key and `source`).
+    pub fn load_state(&mut self, state: &AdamWState, source: &std::path::Path) -> Result<()> {
+        let bad = |reason: String| Error::Checkpoint { path: source.into(), reason };
+        tch::no_grad(|| {
+            for s in &mut self.slots {
+                let step = *state.steps.get(&s.name).ok_or_else(|| bad(format!("no optimizer step count for `{}`", s.name)))?;
+                for (prefix, dst) in [("exp_avg", &mut s.exp_avg), ("exp_avg_sq", &mut s.exp_avg_sq)] {
+                    let key = format!("{prefix}.{}", s.name);
+                    let t = state.tensors.get(&key).ok_or_else(|| bad(format!("optimizer state `{key}` is missing")))?;
+                    if t.size() != dst.size() {
+                        return Err(bad(format!("optimizer state `{key}` has shape {:?}, the parameter {:?}", t.size(), dst.size())));
+                    }
+                    dst.f_copy_(t)?;
+                }
+                s.step = step;
+            }
+            if state.steps.len() != self.slots.len() {
+                return Err(bad(format!("optimizer state holds {} parameters, the model {}", state.steps.len(), self.slots.len())));
+            }
+            Ok(())
+        })
     }
 
     /// One step with given gradients, by parameter name (the parity check feeds the golden ones).
@@ -197,20 +289,34 @@ impl AdamW {
     }
 }
 
-/// `get_polynomial_decay_schedule_with_warmup` as `set_schedule` configures it: the factor
-/// applied to each group's lr at `step`.
-pub fn lr_factor(c: &M3aeConfig, step: u64, max_steps: u64) -> f64 {
-    let warmup = match c.warmup_steps {
+/// The warmup step count: an int as given, a float `int(max_steps × warmup_steps)`.
+pub fn warmup_steps(c: &M3aeConfig, max_steps: u64) -> u64 {
+    match c.warmup_steps {
         Warmup::Steps(n) => n,
         Warmup::Fraction(f) => (f * max_steps as f64) as u64,
-    };
+    }
+}
+
+/// The schedule `set_schedule` configures: the factor applied to each group's lr at `step`.
+/// `get_polynomial_decay_schedule_with_warmup` (lr_end = `end_lr`, power = `decay_power`), or
+/// `get_cosine_schedule_with_warmup` for `decay_power: "cosine"`.
+pub fn lr_factor(c: &M3aeConfig, step: u64, max_steps: u64) -> f64 {
+    let warmup = warmup_steps(c, max_steps);
     if step < warmup {
         return step as f64 / warmup.max(1) as f64;
     }
+    let power = match c.decay_power {
+        DecayPower::Power(p) => p,
+        DecayPower::Named(_) => {
+            // cosine with num_cycles 0.5: max(0, 0.5·(1 + cos(π·progress)))
+            let progress = (step - warmup) as f64 / (max_steps.saturating_sub(warmup)).max(1) as f64;
+            return (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0);
+        }
+    };
     if step > max_steps {
         return c.end_lr / c.learning_rate;
     }
     let lr_range = c.learning_rate - c.end_lr;
     let remaining = 1.0 - (step - warmup) as f64 / (max_steps - warmup).max(1) as f64;
-    (lr_range * remaining.powf(c.decay_power) + c.end_lr) / c.learning_rate
+    (lr_range * remaining.powf(power) + c.end_lr) / c.learning_rate
 }

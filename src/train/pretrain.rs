@@ -38,12 +38,17 @@ pub struct PretrainBatch<'a> {
     pub false_image: &'a Tensor,
 }
 
-/// Each objective's loss before its weight (detached scalars); `None` where it is off.
+/// Each objective's loss before its weight (detached scalars); `None` where it is off. The
+/// MLM and ITM logits (detached) feed the accuracy metrics.
 #[derive(Debug, Default)]
 pub struct PretrainLosses {
     pub mlm: Option<Tensor>,
     pub mim: Option<Tensor>,
     pub itm: Option<Tensor>,
+    /// [B, L, vocab]
+    pub mlm_logits: Option<Tensor>,
+    /// [B, 2]
+    pub itm_logits: Option<Tensor>,
 }
 
 /// Wall time of the forward and backward passes of one step (no device sync inside).
@@ -86,12 +91,14 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
 
     if mlm_on {
         let leaf = &shared.as_ref().expect("encoded for mlm").leaf;
-        let loss = pass.forward(|| {
+        let (loss, logits) = pass.forward(|| {
             let infer = model.infer_from_image_feats(&input, &leaf.narrow(0, 0, b), &InferOptions { mask_text: true, ..opts })?;
-            Ok(mlm_from(model, infer, batch.text_labels_mlm)?.loss)
+            let out = mlm_from(model, infer, batch.text_labels_mlm)?;
+            Ok((out.loss, out.logits))
         })?;
         pass.backward(&(&loss * w.mlm), Some(leaf))?;
         losses.mlm = Some(loss.detach());
+        losses.mlm_logits = Some(logits.detach());
     }
     if mim_on {
         let loss = pass.forward(|| Ok(compute_mim(model, &input, &opts)?.loss))?;
@@ -100,13 +107,15 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
     }
     if itm_on {
         let SharedImages { leaf, itm_rows, .. } = shared.as_ref().expect("encoded for itm");
-        let loss = pass.forward(|| {
+        let (loss, logits) = pass.forward(|| {
             let feats = leaf.index_select(0, itm_rows.as_ref().expect("itm rows"));
             let infer = model.infer_from_image_feats(&input, &feats, &opts)?;
-            Ok(itm_from(model, infer, batch.itm_labels)?.loss)
+            let out = itm_from(model, infer, batch.itm_labels)?;
+            Ok((out.loss, out.logits))
         })?;
         pass.backward(&(&loss * w.itm), Some(leaf))?;
         losses.itm = Some(loss.detach());
+        losses.itm_logits = Some(logits.detach());
     }
     if let (Some(SharedImages { encoded, .. }), Some(g)) = (shared, pass.leaf_grad.take()) {
         // CLIP's backward, once: d/dθ Σ(encoded · g) = (∂encoded/∂θ)ᵀ g

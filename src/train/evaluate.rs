@@ -1,0 +1,169 @@
+//! Evaluation of a split (upstream's `validation_step` / `test_step` and `epoch_wrapup`):
+//! every batch in order, no graph, then the epoch's metrics under upstream's names, and the
+//! retrieval recalls when asked.
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use super::metrics::{recalls, Named, PhaseMetrics, Recalls};
+use super::setup::{Pipeline, SplitData};
+use super::step::run_micro;
+use super::task::TaskKind;
+use crate::data::image_io::decode_rgba;
+use crate::data::loader::Loader;
+use crate::error::{Error, Result};
+use crate::model::M3aeTransformerSs;
+use crate::tasks::retrieval::EncodedTexts;
+
+/// Images decoded and scored at a time while ranking.
+const IMAGE_CHUNK: usize = 16;
+
+/// What an evaluation found.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// Upstream's names with their values (`{phase}/the_metric` last).
+    pub values: Named,
+    /// Samples whose image could not be decoded (left out).
+    pub unreadable_images: u64,
+}
+
+impl Evaluation {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+/// Evaluates `model` on `split` as `phase` (`val` or `test`). `with_recall` adds the
+/// retrieval recalls of the split (every image against every text). `metrics` keeps the VQA
+/// best epoch across calls.
+pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, split: &SplitData, phase: &str, with_recall: bool, metrics: &mut PhaseMetrics) -> Result<Evaluation> {
+    let c = &pipe.config;
+    let loader = Loader::new(split.data.clone(), pipe.tokenizer.clone(), split.transforms.clone(), pipe.collator(), split.loader.clone(), 0)?;
+    let batches = loader.len();
+    let bar = indicatif::ProgressBar::new(batches as u64);
+    bar.set_message(phase.to_string());
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0x5eed_e7a1);
+    let mut loader = loader;
+    for (n, batch) in loader.by_ref().enumerate() {
+        let batch = batch?;
+        // upstream draws MIM noise and ITM pairings in evaluation too: keyed by (seed, batch)
+        tch::manual_seed(super::trainer::stream_seed(c.seed, u64::MAX, n as u64));
+        run_micro(model, None, &batch, task, metrics, &mut rng)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let unreadable = loader.skipped().len() as u64;
+    let rec = if with_recall { Some(split_recalls(model, pipe, split)?) } else { None };
+    Ok(Evaluation { values: metrics.wrapup(phase, &c.loss_names, rec.as_ref()), unreadable_images: unreadable })
+}
+
+/// Recall@k over a split: each image row against every (image, text) sample's text, the way
+/// `compute_irtr_recall` ranks them (its image index is the table row).
+pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitData) -> Result<Recalls> {
+    let transform = *split.transforms.first().ok_or_else(|| Error::Config("no val transform".into()))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(pipe.config.seed);
+    let (mut ids, mut masks, mut text_iids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut offset = 0i64;
+    let mut images = Vec::new(); // (global image id, dataset, row)
+    for ds in &split.data.sets {
+        for (i, &(row, _)) in ds.index.iter().enumerate() {
+            let enc = pipe.tokenizer.encode(ds.text(i))?;
+            ids.extend(enc.input_ids);
+            masks.extend(enc.attention_mask);
+            text_iids.push(offset + row as i64);
+        }
+        for row in 0..ds.table.num_rows() {
+            images.push((offset + row as i64, ds, row));
+        }
+        offset += ds.table.num_rows() as i64;
+    }
+    let l = pipe.config.max_text_len;
+    let (ids, masks) = (Tensor::from_slice(&ids).view([-1, l]).to_device(model.device()), Tensor::from_slice(&masks).view([-1, l]).to_device(model.device()));
+    tch::no_grad(|| -> Result<Recalls> {
+        let texts = EncodedTexts::new(model, &ids, &masks);
+        let bar = indicatif::ProgressBar::new(images.len() as u64);
+        let (mut rows, mut iids) = (Vec::new(), Vec::new());
+        for chunk in images.chunks(IMAGE_CHUNK) {
+            let mut tensors = Vec::new();
+            for &(iid, ds, row) in chunk {
+                let name = format!("{}, row {row}", ds.table.path.display());
+                match ds.image_bytes(row).and_then(|b| decode_rgba(b, &name)).and_then(|img| transform.apply(&img, &mut rng)) {
+                    Ok(t) => {
+                        tensors.push(t);
+                        iids.push(iid);
+                    }
+                    Err(e) => log::warn!("recall: skipping unreadable image: {e}"),
+                }
+            }
+            if !tensors.is_empty() {
+                rows.push(texts.scores(model, &Tensor::stack(&tensors, 0).to_device(model.device()))?.to_kind(Kind::Float).to_device(tch::Device::Cpu));
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        if rows.is_empty() {
+            return Err(Error::Config("recall: no readable image in the split".into()));
+        }
+        let (r, short) = recalls(&Tensor::cat(&rows, 0), &iids, &text_iids);
+        if !short.is_empty() {
+            log::warn!("recall: fewer candidates than k ({}); every candidate counts as within the top k (upstream's topk would fail)", short.join(", "));
+        }
+        Ok(r)
+    })
+}
+
+/// `m3ae test`'s options.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    pub task: super::task::Task,
+    pub run_dir: std::path::PathBuf,
+    /// `best`, `last` (under the run's `checkpoints/`) or a path: a model folder or a `.ckpt`.
+    pub checkpoint: String,
+    /// The split evaluated: `test` (default) or `val`.
+    pub split: String,
+    pub overrides: Vec<(String, serde_json::Value)>,
+    pub device: tch::Device,
+}
+
+/// Evaluates a checkpoint on a split as upstream's `trainer.test` does (`test_only`: the
+/// heads load from the checkpoint), logging `{task}/test/…` to the run's `metrics.jsonl` and
+/// `test_metrics.json`. Recalls come from the split given (upstream computes them on val;
+/// `--split val` reproduces its figures).
+pub fn test(o: &TestOptions) -> Result<Evaluation> {
+    use super::setup::{build_model, read_source, Pipeline};
+    use crate::config::keys::build_config;
+    use crate::config::{from_weights, text};
+    let path = match o.checkpoint.as_str() {
+        "best" | "last" => o.run_dir.join("checkpoints").join(&o.checkpoint),
+        p => std::path::PathBuf::from(p),
+    };
+    if !path.exists() {
+        return Err(Error::Config(format!("--checkpoint: {} does not exist", path.display())));
+    }
+    let src = read_source(&path)?;
+    let base = match &src.config {
+        Some(c) => c.clone(),
+        None => crate::config::keys::read_json(&o.run_dir.join("config.json"))?,
+    };
+    let mut overrides = vec![("test_only".to_string(), serde_json::Value::Bool(true))];
+    overrides.extend(o.overrides.iter().cloned());
+    let mut config = build_config(Some(base), &path.display().to_string(), &overrides, None)?;
+    let shapes = src.weights.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+    from_weights::vision_config(&mut config, &shapes, &path)?;
+    text::resolve(&mut config, Some(&shapes), &path)?;
+    let built = build_model(&config, Some((src, &path)), true, o.device)?;
+    let pipe = Pipeline::new(&config)?;
+    let split = pipe.split(&o.split, false)?;
+    let with_recall = o.task.kind == TaskKind::Irtr || config.get_recall_metric;
+    let ev = evaluate(&built.model, o.task.kind, &pipe, &split, "test", with_recall, &mut PhaseMetrics::default())?;
+    std::fs::create_dir_all(&o.run_dir).map_err(|e| Error::io(&o.run_dir, e))?;
+    let step = super::state::load(&path).map(|c| c.state.step).unwrap_or(0);
+    let mut values = ev.values.clone();
+    values.push(("test/split_is_val".into(), f64::from(u8::from(o.split == "val"))));
+    super::log::MetricsLog::open(&o.run_dir.join("metrics.jsonl"), None)?.write(step, 0, &values)?;
+    let out = o.run_dir.join("test_metrics.json");
+    let map: serde_json::Map<String, serde_json::Value> = ev.values.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "checkpoint": path, "split": o.split, "metrics": map })).map_err(|source| Error::Json { path: out.clone(), source })?;
+    std::fs::write(&out, text + "\n").map_err(|e| Error::io(&out, e))?;
+    Ok(ev)
+}

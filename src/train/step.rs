@@ -1,0 +1,158 @@
+//! One micro-batch of a task: upstream's `training_step` / `validation_step` for each
+//! objective family. In training each objective is backpropagated right after its forward
+//! (into the summed gradients); in evaluation nothing keeps a graph. Either way the phase's
+//! metrics are updated with upstream's rules.
+use rand::Rng;
+use tch::{Device, Tensor};
+
+use super::metrics::PhaseMetrics;
+use super::objectives::{compute_cls, compute_irtr, compute_itm, compute_mim, compute_mlm, compute_vqa};
+use super::optim::{AdamW, Gradients};
+use super::pretrain::{pretrain_gradients, PretrainBatch};
+use super::task::TaskKind;
+use crate::data::collate::Batch;
+use crate::error::{Error, Result};
+use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
+
+/// What one micro-batch gave.
+#[derive(Debug)]
+pub struct MicroOutput {
+    /// d(Σ wᵢ·lossᵢ)/dθ (training only).
+    pub gradients: Option<Gradients>,
+    /// Each objective's loss before its weight, by upstream name (`mlm`, `vqa`, …).
+    pub losses: Vec<(&'static str, f64)>,
+    /// Samples in the batch.
+    pub samples: usize,
+}
+
+/// The batch's tensors on the model's device.
+struct OnDevice {
+    image: Tensor,
+    ids: Tensor,
+    masks: Tensor,
+    ids_mlm: Tensor,
+    labels_mlm: Tensor,
+}
+
+fn first_view(batch: &Batch) -> Result<&Tensor> {
+    batch.image.first().ok_or_else(|| Error::input("batch", "no image view"))
+}
+
+fn required<'a>(t: &'a Option<Tensor>, what: &str) -> Result<&'a Tensor> {
+    t.as_ref().ok_or_else(|| Error::input("batch", format!("no `{what}`: the dataset does not match the task")))
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+/// Runs one micro-batch of `task`. With an optimizer it trains: dropout on, and the gradients
+/// of the weighted sum; without one nothing keeps a graph. `rng` draws upstream's ITM pairing.
+/// Metrics go to `metrics`.
+pub fn run_micro(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, task: TaskKind, metrics: &mut PhaseMetrics, rng: &mut impl Rng) -> Result<MicroOutput> {
+    let train = opt.is_some();
+    let device: Device = model.device();
+    let d = OnDevice {
+        image: first_view(batch)?.to_device(device),
+        ids: batch.text.ids.to_device(device),
+        masks: batch.text.masks.to_device(device),
+        ids_mlm: batch.text.ids_mlm.to_device(device),
+        labels_mlm: batch.text.labels_mlm.to_device(device),
+    };
+    let w = model.config.loss_names;
+    let opts = InferOptions { train, ..Default::default() };
+    let input = InferInput { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: Some(&d.ids_mlm), mim_noise: None };
+    let mut losses = Vec::new();
+    let mut grads: Option<Gradients> = None;
+    // backpropagates a weighted loss into `grads` (training) and keeps its value
+    let mut take = |name: &'static str, loss: &Tensor, weight: f64, grads: &mut Option<Gradients>| -> Result<f64> {
+        if let Some(opt) = opt {
+            opt.accumulate(grads, &(loss * weight))?;
+        }
+        let v = scalar(loss);
+        losses.push((name, v));
+        Ok(v)
+    };
+    match task {
+        TaskKind::Pretrain => {
+            let itm = if w.itm > 0.0 { Some(batch.itm(rng).ok_or_else(|| Error::input("batch", "ITM needs a false image per sample (draw_false_image ≥ 1)"))?) } else { None };
+            let (itm_images, itm_labels) = match &itm {
+                Some((images, labels)) => (Some(images[0].to_device(device)), Some(labels.to_device(device))),
+                None => (None, None),
+            };
+            if let Some(opt) = opt {
+                // the false image only matters where the label is 0: the mixed batch serves
+                let labels = itm_labels.unwrap_or_else(|| Tensor::ones([d.ids.size()[0]], (tch::Kind::Int64, device)));
+                let mixed = itm_images.unwrap_or_else(|| d.image.shallow_clone());
+                let pb = PretrainBatch { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: &d.ids_mlm, text_labels_mlm: &d.labels_mlm, mim_noise: None, itm_labels: &labels, false_image: &mixed };
+                let step = pretrain_gradients(model, opt, &pb, true)?;
+                let l = &step.losses;
+                if let (Some(loss), Some(logits)) = (&l.mlm, &l.mlm_logits) {
+                    losses.push(("mlm", scalar(loss)));
+                    metrics.mlm_loss.update(scalar(loss));
+                    metrics.mlm_accuracy.update(logits, &d.labels_mlm);
+                }
+                if let Some(loss) = &l.mim {
+                    losses.push(("mim", scalar(loss)));
+                    metrics.mim_loss.update(scalar(loss));
+                }
+                if let (Some(loss), Some(logits)) = (&l.itm, &l.itm_logits) {
+                    losses.push(("itm", scalar(loss)));
+                    metrics.itm_loss.update(scalar(loss));
+                    metrics.itm_accuracy.update(logits, &labels);
+                }
+                grads = Some(step.gradients);
+            } else {
+                tch::no_grad(|| -> Result<()> {
+                    if w.mlm > 0.0 {
+                        let r = compute_mlm(model, &input, &d.labels_mlm, &opts)?;
+                        let v = take("mlm", &r.loss, w.mlm, &mut grads)?;
+                        metrics.mlm_loss.update(v);
+                        metrics.mlm_accuracy.update(&r.logits, &d.labels_mlm);
+                    }
+                    if w.mim > 0.0 {
+                        let r = compute_mim(model, &input, &opts)?;
+                        metrics.mim_loss.update(take("mim", &r.loss, w.mim, &mut grads)?);
+                    }
+                    if let (Some(images), Some(labels)) = (&itm_images, &itm_labels) {
+                        let r = compute_itm(model, &InferInput { image: images, ..input }, labels, &opts)?;
+                        metrics.itm_loss.update(take("itm", &r.loss, w.itm, &mut grads)?);
+                        metrics.itm_accuracy.update(&r.logits, labels);
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        TaskKind::Vqa => {
+            let targets = required(&batch.vqa_targets, "vqa_targets")?.to_device(device);
+            let types = required(&batch.answer_types, "answer_types")?;
+            let r = with_grad(train, || compute_vqa(model, &input, &targets, &opts))?;
+            metrics.vqa_loss.update(take("vqa", &r.loss, w.vqa, &mut grads)?);
+            metrics.vqa_score.update(&r.logits.detach(), &targets, types);
+        }
+        TaskKind::Cls => {
+            let labels = required(&batch.cls_labels, "cls_labels")?.to_device(device);
+            let r = with_grad(train, || compute_cls(model, &input, &labels, &opts))?;
+            metrics.cls_loss.update(take("cls", &r.loss, w.cls, &mut grads)?);
+            metrics.cls_accuracy.update(&r.logits.detach(), &labels);
+        }
+        TaskKind::Irtr => {
+            if batch.false_texts.is_empty() {
+                return Err(Error::input("batch", "IRTR needs false texts (draw_false_text ≥ 1)"));
+            }
+            let (ids, masks) = (batch.irtr_text_ids().to_device(device), batch.irtr_text_masks().to_device(device));
+            let r = with_grad(train, || compute_irtr(model, &d.image, &ids, &masks, &opts))?;
+            metrics.irtr_loss.update(take("irtr", &r.loss, w.irtr, &mut grads)?);
+        }
+    }
+    Ok(MicroOutput { gradients: grads, losses, samples: batch.indices.len() })
+}
+
+/// Runs `f` with autograd on (training) or off.
+fn with_grad<T>(train: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if train {
+        f()
+    } else {
+        tch::no_grad(f)
+    }
+}

@@ -1,0 +1,360 @@
+//! The training loop: upstream's Lightning `fit` for one task, on one device.
+//!
+//! - Micro-batches of `per_gpu_batchsize`, accumulated over
+//!   `batch_size / (per_gpu_batchsize × devices)` (at least 1) into one AdamW step; the
+//!   optimizer also steps on the last, shorter accumulation of an epoch, as Lightning does.
+//! - The lr schedule steps after each optimizer step (step k uses the factor of k).
+//! - `max_steps` unset: `len(loader) × max_epoch / accumulate`.
+//! - Validation every `val_check_interval` (a fraction of an epoch's batches, or a batch
+//!   count), and always at the end of the run.
+//! - `checkpoints/last` after each validation, every `checkpoint_every_n_steps`, at the end
+//!   and on Ctrl-C; `checkpoints/best` by `val/the_metric` (max).
+//! - Randomness: the data is keyed by (seed, epoch, batch); torch's generator (dropout, MIM
+//!   noise) is re-seeded from (seed, step, micro-batch) before each forward, so a resumed run
+//!   draws exactly what the uninterrupted run drew.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::evaluate::{evaluate, Evaluation};
+use super::log::{progress, MetricsLog};
+use super::metrics::{Named, PhaseMetrics};
+use super::optim::{lr_factor, AdamW, Gradients};
+use super::setup::{build_model, check_runnable, resolve, Built, Pipeline, SplitData};
+use super::state::{self, TrainerState};
+use super::step::run_micro;
+use super::task::Task;
+use crate::config::keys::build_config;
+use crate::config::{M3aeConfig, PrecisionMode};
+use crate::data::loader::Loader;
+use crate::error::{Error, Result};
+
+/// Set by SIGINT: the loop saves `last` at the next step boundary and stops.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_sigint() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+/// The seed of torch's generator for micro-batch `micro` of optimizer step `step`.
+pub fn stream_seed(seed: u64, step: u64, micro: u64) -> i64 {
+    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((x ^ (x >> 31)) >> 1) as i64
+}
+
+/// A run's options, as the CLI gives them.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub task: Task,
+    pub run_dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub overrides: Vec<(String, serde_json::Value)>,
+    pub resume: bool,
+    pub device: tch::Device,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `max_steps` reached (or the epochs ran out).
+    Finished,
+    /// Early stopping: `early_stop_patience` validations without a better `the_metric`.
+    EarlyStopped,
+    /// Ctrl-C: `last` was saved.
+    Interrupted,
+}
+
+/// What `fit` returns.
+#[derive(Debug)]
+pub struct FitSummary {
+    pub outcome: Outcome,
+    pub state: TrainerState,
+    /// The last validation's values.
+    pub last_validation: Option<Named>,
+}
+
+/// The run folder's paths.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.0.join("checkpoints")
+    }
+    pub fn checkpoint(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(name)
+    }
+}
+
+/// Everything a running fit holds.
+struct Fit {
+    config: M3aeConfig,
+    task: Task,
+    built: Built,
+    opt: AdamW,
+    state: TrainerState,
+    pipe: Pipeline,
+    train: SplitData,
+    val: SplitData,
+    run: RunDir,
+    log: MetricsLog,
+    val_metrics: PhaseMetrics,
+    last_validated: Option<u64>,
+    last_validation: Option<Named>,
+}
+
+/// Trains `opts.task` into `opts.run_dir`, or resumes it from `checkpoints/last`.
+pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
+    INTERRUPTED.store(false, Ordering::SeqCst);
+    install_sigint();
+    let run = RunDir(opts.run_dir.clone());
+    std::fs::create_dir_all(&run.0).map_err(|e| Error::io(&run.0, e))?;
+    state::clean_partial(&run.checkpoints());
+    let last = run.checkpoint("last");
+    let (config, built, opt, st) = if opts.resume {
+        if !last.exists() {
+            return Err(Error::Config(format!("--resume: {} does not exist (nothing to resume)", last.display())));
+        }
+        let ck = state::load(&last)?;
+        let config = build_config(Some(ck.config.clone()), &last.join("config.json").display().to_string(), &[], None)?;
+        check_runnable(&config, &opts.task)?;
+        let src = super::setup::Source { weights: ck.weights, config: Some(ck.config) };
+        let built = build_model(&config, Some((src, &last)), true, opts.device)?;
+        let mut opt = AdamW::new(&built.vs, &config);
+        opt.load_state(&ck.optimizer, &last)?;
+        log::info!("resuming {} at step {} (epoch {}, batch {})", run.0.display(), ck.state.step, ck.state.epoch, ck.state.batch_in_epoch);
+        (config, built, opt, Some(ck.state))
+    } else {
+        if last.exists() {
+            return Err(Error::Config(format!("{} already holds a run: add --resume to continue it, or choose another --run-dir", run.0.display())));
+        }
+        let resolved = resolve(&opts.task, opts.config_file.as_deref(), &opts.overrides)?;
+        let config = resolved.config;
+        let load_path = config.load_path.clone();
+        // upstream builds the downstream heads after loading, unless test_only
+        let built = build_model(&config, resolved.source.map(|s| (s, Path::new(load_path.as_str()))), config.test_only, opts.device)?;
+        let opt = AdamW::new(&built.vs, &config);
+        (config, built, opt, None)
+    };
+    if opts.device == tch::Device::Cpu && config.precision.mode()? != PrecisionMode::Fp32 {
+        log::info!("precision {:?}: the CPU computes in fp32", config.precision);
+    }
+    let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json { path: run.config(), source })?;
+    std::fs::write(run.config(), text + "\n").map_err(|e| Error::io(run.config(), e))?;
+    let pipe = Pipeline::new(&config)?;
+    let train = pipe.split("train", true)?;
+    let val = pipe.split("val", false)?;
+    let batches = train.data.len().div_ceil(train.loader.batch_size.max(1));
+    let accumulate = (config.batch_size / config.per_gpu_batchsize.max(1)).max(1);
+    let max_steps = config.max_steps.unwrap_or(((batches * config.max_epoch) / accumulate) as u64);
+    if max_steps == 0 {
+        return Err(Error::Config(format!("0 optimizer steps: {} train samples, per_gpu_batchsize {}, accumulate {accumulate}, max_epoch {}", train.data.len(), config.per_gpu_batchsize, config.max_epoch)));
+    }
+    let state = st.unwrap_or_else(|| TrainerState::new(max_steps, accumulate));
+    let log = MetricsLog::open(&run.metrics(), opts.resume.then_some(state.step))?;
+    let mut val_metrics = PhaseMetrics::default();
+    if let Some((s, c, o)) = state.vqa_best {
+        val_metrics.vqa_score.best_score = s;
+        val_metrics.vqa_score.best_close_score = c;
+        val_metrics.vqa_score.best_open_score = o;
+    }
+    let task = opts.task.clone();
+    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, last_validated: None, last_validation: None };
+    let outcome = f.run()?;
+    Ok(FitSummary { outcome, state: f.state, last_validation: f.last_validation })
+}
+
+impl Fit {
+    fn run(&mut self) -> Result<Outcome> {
+        let c = self.config.clone();
+        let bar = progress(self.state.max_steps, self.state.step);
+        let mut train_metrics = PhaseMetrics::default();
+        let mut since_log = (Instant::now(), 0usize);
+        let outcome = 'epochs: loop {
+            if c.max_steps.is_none() && self.state.epoch >= c.max_epoch as u64 {
+                break Outcome::Finished;
+            }
+            let mut loader = Loader::new(self.train.data.clone(), self.pipe.tokenizer.clone(), self.train.transforms.clone(), self.pipe.collator(), self.train.loader.clone(), self.state.epoch)?;
+            let n_batches = loader.len();
+            let val_every = val_interval(c.val_check_interval, n_batches);
+            loader.skip_to(self.state.batch_in_epoch);
+            let mut grads: Option<Gradients> = None;
+            let mut micro = 0usize;
+            let mut step_losses: Vec<(&'static str, f64)> = Vec::new();
+            while let Some(batch) = loader.next() {
+                let batch = batch?;
+                let batch_no = loader.position() - 1;
+                tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
+                let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
+                let out = run_micro(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm)?;
+                for (name, v) in &out.losses {
+                    if !v.is_finite() {
+                        let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
+                        return Err(Error::Training {
+                            step: self.state.step + 1,
+                            reason: format!("the {name} loss is {v}{hint}; checkpoints/last holds the last good state"),
+                        });
+                    }
+                }
+                since_log.1 += out.samples;
+                merge_losses(&mut step_losses, &out.losses);
+                match (&mut grads, out.gradients) {
+                    (Some(acc), Some(g)) => acc.add(g),
+                    (g @ None, Some(new)) => *g = Some(new),
+                    _ => {}
+                }
+                micro += 1;
+                self.state.batch_in_epoch = batch_no + 1;
+                let epoch_end = batch_no + 1 == n_batches;
+                if micro < self.state.accumulate && !epoch_end {
+                    continue;
+                }
+                // one optimizer step
+                let lr = lr_factor(&c, self.state.step, self.state.max_steps);
+                if let Some(mut g) = grads.take() {
+                    if let Some(i) = g.first_non_finite() {
+                        return Err(Error::Training {
+                            step: self.state.step + 1,
+                            reason: format!("the gradient of `{}` is not finite; checkpoints/last holds the last good state", self.opt.slot_name(i)),
+                        });
+                    }
+                    // Lightning divides each micro-batch's loss by accumulate_grad_batches
+                    if self.state.accumulate > 1 {
+                        g.scale(1.0 / self.state.accumulate as f64);
+                    }
+                    if let Some(max) = c.grad_clip_norm {
+                        g.clip_norm(max);
+                    }
+                    self.opt.apply(g, lr);
+                }
+                self.state.step += 1;
+                let means: Vec<(&str, f64)> = step_losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
+                micro = 0;
+                step_losses.clear();
+                if epoch_end {
+                    self.state.epoch += 1;
+                    self.state.batch_in_epoch = 0;
+                }
+                let step = self.state.step;
+                let loss_msg: Vec<String> = means.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                let rate = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
+                bar.set_position(step);
+                bar.set_message(format!("{} lr {:.2e} {:.1} samples/s", loss_msg.join(" "), c.learning_rate * lr, rate));
+                if step.is_multiple_of(c.log_every_n_steps.max(1)) {
+                    let mut values: Named = means.iter().map(|(k, v)| (format!("{k}/train/loss"), *v)).collect();
+                    values.push(("lr".into(), c.learning_rate * lr));
+                    values.push(("train/samples_per_second".into(), rate));
+                    self.log.write(step, self.state.epoch, &values)?;
+                    log::info!("step {step}/{}: {} lr {:.3e}, {rate:.1} samples/s", self.state.max_steps, loss_msg.join(", "), c.learning_rate * lr);
+                    since_log = (Instant::now(), 0);
+                }
+                if epoch_end {
+                    let values = train_metrics.wrapup("train", &c.loss_names, None);
+                    self.log.write(step, self.state.epoch, &values)?;
+                }
+                let done = step >= self.state.max_steps;
+                let validate_now = !done && (epoch_end && val_every >= n_batches || (batch_no + 1) % val_every == 0);
+                if validate_now {
+                    if let Some(stop) = self.validate_and_checkpoint()? {
+                        bar.finish_and_clear();
+                        break 'epochs stop;
+                    }
+                } else if c.checkpoint_every_n_steps > 0 && step.is_multiple_of(c.checkpoint_every_n_steps) {
+                    self.save("last")?;
+                }
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    self.save("last")?;
+                    bar.finish_and_clear();
+                    log::warn!("interrupted: saved {} at step {step}", self.run.checkpoint("last").display());
+                    break 'epochs Outcome::Interrupted;
+                }
+                if done {
+                    break 'epochs Outcome::Finished;
+                }
+            }
+            if loader.is_empty() {
+                return Err(Error::Config("the train split has no samples".into()));
+            }
+        };
+        bar.finish_and_clear();
+        if outcome == Outcome::Finished && self.last_validated != Some(self.state.step) {
+            // a run always validates at its end, also when max_steps stops it mid-epoch
+            self.validate_and_checkpoint()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Validates, logs, writes `last` (and `best` when `val/the_metric` improved); returns
+    /// `Some(EarlyStopped)` when patience ran out.
+    fn validate_and_checkpoint(&mut self) -> Result<Option<Outcome>> {
+        let c = &self.config;
+        let recall = c.get_recall_metric;
+        let ev: Evaluation = evaluate(&self.built.model, self.task.kind, &self.pipe, &self.val, "val", recall, &mut self.val_metrics)?;
+        self.state.unreadable_images += ev.unreadable_images;
+        let mut values = ev.values.clone();
+        if ev.unreadable_images > 0 {
+            values.push(("val/unreadable_images".into(), ev.unreadable_images as f64));
+        }
+        self.log.write(self.state.step, self.state.epoch, &values)?;
+        let v = &self.val_metrics.vqa_score;
+        self.state.vqa_best = Some((v.best_score, v.best_close_score, v.best_open_score));
+        let metric = ev.get("val/the_metric").unwrap_or(f64::NAN);
+        log::info!("validation at step {}: val/the_metric {metric:.4}", self.state.step);
+        self.last_validated = Some(self.state.step);
+        self.last_validation = Some(ev.values);
+        let better = metric.is_finite() && self.state.best_metric.is_none_or(|b| metric > b);
+        if better {
+            self.state.best_metric = Some(metric);
+            self.state.best_step = Some(self.state.step);
+            self.state.since_best = 0;
+            self.save("best")?;
+        } else {
+            self.state.since_best += 1;
+        }
+        self.save("last")?;
+        Ok(c.early_stop_patience.filter(|&p| self.state.since_best >= p).map(|_| Outcome::EarlyStopped))
+    }
+
+    fn save(&self, name: &str) -> Result<()> {
+        state::save(&self.run.checkpoints(), name, &self.built.vs, &self.config, &self.opt, &self.state)?;
+        Ok(())
+    }
+}
+
+/// Adds a micro-batch's losses to the step's sums, by objective.
+fn merge_losses(sum: &mut Vec<(&'static str, f64)>, add: &[(&'static str, f64)]) {
+    for &(k, v) in add {
+        match sum.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, s)) => *s += v,
+            None => sum.push((k, v)),
+        }
+    }
+}
+
+/// Batches between validations: `val_check_interval` ≤ 1 is a fraction of the epoch's
+/// batches (Lightning's float), above 1 a batch count (its int).
+pub fn val_interval(interval: f64, batches: usize) -> usize {
+    if interval <= 1.0 {
+        ((batches as f64 * interval) as usize).max(1)
+    } else {
+        interval as usize
+    }
+}

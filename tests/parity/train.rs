@@ -1,0 +1,120 @@
+//! Parity for training and evaluation against upstream's own code (parity/train-vqa,
+//! parity/train-irtr; format in parity/FORMAT.md "Training sets"): `m3ae test` reproduces
+//! upstream's VQA scores and IRTR recalls exactly, and `m3ae finetune` its `vqa/train/loss`
+//! within 1e-4 relative, through the real pipeline (Arrow files, tokenizer, transforms).
+use std::path::{Path, PathBuf};
+
+use m3ae::train::evaluate::{test, TestOptions};
+use m3ae::train::task::Task;
+use m3ae::train::trainer::{fit, Outcome, RunOptions};
+use serde_json::{json, Value};
+use tch::Device;
+
+fn set(name: &str) -> PathBuf {
+    super::super::parity_dir().join(name)
+}
+
+fn manifest(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(set(name).join("manifest.json")).unwrap()).unwrap()
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("m3ae-train-parity-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The set's data and tokenizer folders, as absolute paths (its config names them relatively).
+fn paths(name: &str) -> Vec<(String, Value)> {
+    let s = set(name);
+    vec![("data_root".into(), json!(s.join("data"))), ("tokenizer".into(), json!(s.join("tokenizer")))]
+}
+
+/// upstream computed in float32: compare as float32, exactly.
+fn f32_eq(ours: f64, theirs: &Value) -> bool {
+    ours as f32 == theirs.as_f64().unwrap() as f32
+}
+
+fn rel(ours: f64, theirs: &Value) -> f64 {
+    let t = theirs.as_f64().unwrap();
+    (ours - t).abs() / t.abs().max(1e-12)
+}
+
+fn test_vqa(checkpoint: &Path, tag: &str) -> m3ae::train::evaluate::Evaluation {
+    let o = TestOptions {
+        task: Task::finetune("vqa_vqa_rad").unwrap(),
+        run_dir: scratch(tag),
+        checkpoint: checkpoint.display().to_string(),
+        split: "test".into(),
+        overrides: paths("train-vqa"),
+        device: Device::Cpu,
+    };
+    test(&o).unwrap()
+}
+
+fn check_vqa_scores(ev: &m3ae::train::evaluate::Evaluation, expected: &Value) {
+    for (ours, theirs) in [("vqa/test/score_epoch", "vqa/test/score"), ("vqa/test/close_score_epoch", "vqa/test/close_score"), ("vqa/test/open_score_epoch", "vqa/test/open_score")] {
+        let v = ev.get(ours).unwrap();
+        assert!(f32_eq(v, &expected[theirs]), "{ours} {v} vs upstream {}", expected[theirs]);
+    }
+    let loss = ev.get("vqa/test/loss_epoch").unwrap();
+    assert!(rel(loss, &expected["vqa/test/loss"]) <= 1e-4, "loss {loss} vs {}", expected["vqa/test/loss"]);
+}
+
+#[test]
+fn vqa_test_scores_of_the_initial_weights_equal_upstreams() {
+    let ev = test_vqa(&set("train-vqa").join("model"), "vqa-test");
+    check_vqa_scores(&ev, &manifest("train-vqa")["expected"]["test"]);
+}
+
+/// Full-batch fine-tuning with dropout off: each step's `vqa/train/loss` (before its update)
+/// within 1e-4 of upstream's, and the test scores after the last step equal.
+#[test]
+fn vqa_finetune_losses_and_scores_after_equal_upstreams() {
+    let run = scratch("vqa-finetune");
+    let s = set("train-vqa");
+    let mut overrides = paths("train-vqa");
+    overrides.extend([
+        ("load_path".to_string(), json!(s.join("model"))),
+        // the set's initial weights include its vqa_head: load them as upstream's test_only does
+        ("test_only".to_string(), json!(true)),
+        ("log_every_n_steps".to_string(), json!(1)),
+    ]);
+    let opts = RunOptions { task: Task::finetune("vqa_vqa_rad").unwrap(), run_dir: run.clone(), config_file: Some(s.join("config.json")), overrides, resume: false, device: Device::Cpu };
+    let summary = fit(&opts).unwrap();
+    assert_eq!(summary.outcome, Outcome::Finished);
+    let m = manifest("train-vqa");
+    let steps = m["expected"]["train"]["steps"].as_array().unwrap();
+    let logged: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap().get("vqa/train/loss").and_then(Value::as_f64))
+        .collect();
+    assert_eq!(logged.len(), steps.len(), "one vqa/train/loss per step");
+    for (i, (ours, step)) in logged.iter().zip(steps).enumerate() {
+        let r = rel(*ours, &step["loss"]);
+        assert!(r <= 1e-4, "step {i}: vqa/train/loss {ours} vs upstream {} (rel {r:.1e})", step["loss"]);
+    }
+    let ev = test_vqa(&run.join("checkpoints/last"), "vqa-after");
+    check_vqa_scores(&ev, &m["expected"]["test_after"]);
+}
+
+/// Recall@k of the initial weights on the val split (as upstream's test computes them), equal
+/// to upstream's `compute_irtr_recall`, with several captions per image.
+#[test]
+fn irtr_recalls_equal_upstreams() {
+    let o = TestOptions {
+        task: Task::finetune("irtr_roco").unwrap(),
+        run_dir: scratch("irtr"),
+        checkpoint: set("train-irtr").join("model").display().to_string(),
+        split: "val".into(),
+        overrides: paths("train-irtr"),
+        device: Device::Cpu,
+    };
+    let ev = test(&o).unwrap();
+    let expected = &manifest("train-irtr")["expected"]["recalls"];
+    for k in ["ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10"] {
+        let v = ev.get(&format!("test/recalls/{k}")).unwrap();
+        assert!(f32_eq(v, &expected[k]), "{k}: {v} vs upstream {}", expected[k]);
+    }
+}
