@@ -3,7 +3,7 @@
 Run with the project's venv: `.venv/bin/python scripts/make_checkpoint_fixtures.py`.
 Everything is seeded, so reruns give the same tensors. Files:
   tensors.pt         torch.save of views: offsets, transposes, expanded strides, every dtype
-  clip_tiny.pt       torch.jit.save of a tiny module shaped like OpenAI CLIP (2 visual blocks, 48 px)
+  clip_tiny.pt       torch.jit.save of a tiny module shaped like OpenAI CLIP (width 64, 2 visual blocks, 48 px)
   roberta_tiny/      config.json + pytorch_model.bin with HF RoBERTa key names (`roberta.` prefix, lm_head)
   legacy.pt          torch.save(..., _use_new_zipfile_serialization=False)
   os_system.pkl      a pickle whose REDUCE would call os.system (must never run)
@@ -80,11 +80,11 @@ class Visual(nn.Module):
 
 
 class TinyClip(nn.Module):
-    """OpenAI CLIP's parameter tree, tiny: visual width 16, patch 16, 48 px (grid 3), 2 blocks."""
+    """OpenAI CLIP's parameter tree, tiny: visual width 64 (one head of 64, as CLIP's width // 64), patch 16, 48 px (grid 3), 2 blocks."""
 
     def __init__(self):
         super().__init__()
-        self.visual = Visual(16, 16, 3, 2, 8)
+        self.visual = Visual(64, 16, 3, 2, 8)
         self.transformer = Transformer(8, 1)
         self.token_embedding = nn.Embedding(20, 8)
         self.positional_embedding = nn.Parameter(torch.randn(5, 8))

@@ -185,7 +185,7 @@ fn clip_torchscript_maps_to_the_vision_encoder() {
     for (k, t) in &sd {
         let bare = k.strip_prefix("vision_encoder.").unwrap();
         if bare == "visual.positional_embedding" {
-            assert_eq!(t.size(), [17, 16]);
+            assert_eq!(t.size(), [17, 64]);
             assert!(bit_equal(&t.i(0), &expected[bare].i(0)), "class row kept");
         } else {
             assert!(bit_equal(t, &expected[bare]), "`{k}` differs from the module's state_dict");
@@ -209,7 +209,7 @@ fn fresh_model_takes_its_encoders_from_clip_and_roberta() {
     let dir = root().join("parity/tiny-b");
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let base: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let set = [("input_image_embed_size".into(), serde_json::json!(16)), ("input_text_embed_size".into(), serde_json::json!(16))];
+    let set = [("input_image_embed_size".into(), serde_json::json!(64)), ("input_text_embed_size".into(), serde_json::json!(16))];
     let mut config = m3ae::config::keys::build_config(Some(base), "tiny-b", &set, Some(64)).unwrap();
     config.language_encoder_config = None; // --roberta states it
     let (sd, report) = init_model(&mut config, Some(&fixture("clip_tiny.pt")), Some(&fixture("roberta_tiny"))).unwrap();

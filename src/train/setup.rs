@@ -21,7 +21,7 @@ use crate::data::tokenizer::TextTokenizer;
 use crate::data::transforms::{Transform, TransformKind};
 use crate::error::{Error, Result};
 use crate::model::M3aeTransformerSs;
-use crate::weights::convert::fit_to_model;
+use crate::weights::convert::fit_to_model_with;
 use crate::weights::{load_state_dict, read_safetensors, LoadReport, Shapes, StateDict};
 
 /// The model-shape keys a `load_path`'s config gives (they override the preset's).
@@ -174,7 +174,14 @@ pub fn build_model(config: &M3aeConfig, source: Option<(Source, &Path)>, keep_he
         if !keep_heads {
             sd.retain(|k, _| !DOWNSTREAM_HEADS.iter().any(|h| k.starts_with(h)));
         }
-        let (sd, fitted) = fit_to_model(config, sd, path)?;
+        let (mut sd, fitted) = fit_to_model_with(config, sd, path, true)?;
+        // heads the checkpoint lacks keep the initialisation just drawn
+        let vars = vs.variables();
+        for k in &fitted.missing {
+            if let Some(v) = vars.get(k) {
+                sd.entry(k.clone()).or_insert_with(|| v.detach().copy());
+            }
+        }
         load_state_dict(&vs, &sd, path)?;
         report = fitted;
         if !report.missing.is_empty() {

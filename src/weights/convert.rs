@@ -113,7 +113,17 @@ pub fn resolve_config(shapes: &Shapes, own: Option<serde_json::Value>, opts: &Co
 /// the position table adapted to the grid, the MIM decoder's table regenerated, float
 /// tensors of another width cast, fine-tuning heads the checkpoint lacks started fresh (as
 /// `strict=False` leaves them upstream), keys the model lacks dropped; all reported.
-pub fn fit_to_model(config: &M3aeConfig, mut sd: StateDict, source: &Path) -> Result<(StateDict, LoadReport)> {
+pub fn fit_to_model(config: &M3aeConfig, sd: StateDict, source: &Path) -> Result<(StateDict, LoadReport)> {
+    fit_to_model_with(config, sd, source, false)
+}
+
+/// Every head an objective owns: what training from a checkpoint may start fresh.
+const HEADS: &[&str] = &["mlm_head.", "mim_head.", "itm_head.", "vqa_head.", "cls_head.", "irtr_head."];
+
+/// [`fit_to_model`]; with `missing_heads_ok` (training from `load_path`, where upstream loads
+/// with `strict=False`), any head the checkpoint lacks is reported in `missing` and left out
+/// of the result, for the caller to keep at its initialisation.
+pub fn fit_to_model_with(config: &M3aeConfig, mut sd: StateDict, source: &Path, missing_heads_ok: bool) -> Result<(StateDict, LoadReport)> {
     let mut report = LoadReport::default();
     let grid = config.grid();
     if let Some(pos) = sd.get(POS_EMBED_KEY) {
@@ -153,7 +163,11 @@ pub fn fit_to_model(config: &M3aeConfig, mut sd: StateDict, source: &Path) -> Re
     let mut out = StateDict::new();
     for (name, want) in &spec {
         let Some(t) = sd.remove(name) else {
-            tally.missing(name);
+            if missing_heads_ok && HEADS.iter().any(|h| name.starts_with(h)) {
+                report.missing.push(name.clone());
+            } else {
+                tally.missing(name);
+            }
             continue;
         };
         let fit = strict::check(name, want, &t.size(), t.kind(), source)?;

@@ -1,0 +1,332 @@
+//! `cargo test --test train`: the training engine on small fixtures (the training golden
+//! sets' data and weights, parity/train-*): metrics worked out by hand, pre-training lowers
+//! its loss, ablations remove their heads and metrics, resume after kill -9 is exact,
+//! gradient accumulation equals one big batch, every task family runs end to end, and bad
+//! input stops with an error that names it.
+use std::path::{Path, PathBuf};
+
+use m3ae::train::metrics::{recalls, Accuracy, PhaseMetrics, VqaScore};
+use m3ae::train::task::Task;
+use m3ae::train::trainer::{fit, FitSummary, Outcome, RunOptions};
+use m3ae::weights::read_safetensors;
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn set(name: &str) -> PathBuf {
+    root().join("parity").join(name)
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("m3ae-train-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `{"k": v, …}` as `--set` overrides.
+fn sets(v: Value) -> Vec<(String, Value)> {
+    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A pre-training data folder: train-irtr's captioned images as `roco_{train,val,test}`.
+fn pretrain_data() -> PathBuf {
+    let d = scratch("pretrain-data");
+    for split in ["train", "val", "test"] {
+        std::fs::copy(set("train-irtr").join(format!("data/irtr_roco_{split}.arrow")), d.join(format!("roco_{split}.arrow"))).unwrap();
+    }
+    d
+}
+
+/// Pre-training options on train-irtr's model and data: tiny MIM decoder, 8-sample batches.
+fn pretrain_opts(run: &Path, data: &Path, extra: Value) -> RunOptions {
+    let s = set("train-irtr");
+    let mut o = sets(json!({
+        "data_root": data, "tokenizer": s.join("tokenizer"), "load_path": s.join("model"), "datasets": ["roco"],
+        "loss_names": {"mlm": 1, "mim": 1, "itm": 1}, "draw_false_image": 1, "draw_false_text": 0, "get_recall_metric": false,
+        "mim_decoder_hidden_size": 32, "mim_decoder_num_layers": 1, "mim_decoder_num_heads": 2, "mim_layer": -1,
+        "mlm_prob": 0.3, "per_gpu_batchsize": 8, "batch_size": 8, "max_steps": 6, "warmup_steps": 0, "learning_rate": 1e-3,
+        "log_every_n_steps": 1, "num_workers": 1,
+    }));
+    o.extend(sets(extra));
+    RunOptions { task: Task::pretrain(), run_dir: run.into(), config_file: Some(s.join("config.json")), overrides: o, resume: false, device: Device::Cpu }
+}
+
+/// VQA fine-tuning options on train-vqa (its initial weights, heads included).
+fn vqa_opts(run: &Path, extra: Value) -> RunOptions {
+    let s = set("train-vqa");
+    let mut o = sets(json!({
+        "data_root": s.join("data"), "tokenizer": s.join("tokenizer"), "load_path": s.join("model"), "test_only": true,
+        "log_every_n_steps": 1,
+    }));
+    o.extend(sets(extra));
+    RunOptions { task: Task::finetune("vqa_vqa_rad").unwrap(), run_dir: run.into(), config_file: Some(s.join("config.json")), overrides: o, resume: false, device: Device::Cpu }
+}
+
+/// Every line of metrics.jsonl.
+fn metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `name` of every line that has it, by step.
+fn series(run: &Path, name: &str) -> Vec<(u64, f64)> {
+    metrics(run).iter().filter_map(|m| Some((m["step"].as_u64()?, m.get(name)?.as_f64()?))).collect()
+}
+
+#[test]
+fn metrics_match_values_worked_out_by_hand() {
+    // VQA: 4 questions; argmax answers 1, 0, 2, 2; the argmax's target scores 1, 0.3, 0, 1
+    let logits = Tensor::from_slice(&[0.1f32, 0.9, 0.0, 0.8, 0.1, 0.1, 0.0, 0.1, 0.9, 0.0, 0.2, 0.3]).view([4, 3]);
+    let targets = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 0.3, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).view([4, 3]);
+    let types = Tensor::from_slice(&[0i64, 1, 0, 1]);
+    let mut v = VqaScore::default();
+    v.update(&logits, &targets, &types);
+    assert!((v.compute() - 2.3 / 4.0).abs() < 1e-6, "overall {}", v.compute());
+    assert!((v.close() - 1.0 / 2.0).abs() < 1e-6, "closed: questions 0 (1) and 2 (0)");
+    assert!((v.open() - 1.3 / 2.0).abs() < 1e-6, "open: questions 1 (0.3) and 3 (1)");
+    // accuracy ignores -100 labels: predictions 1, 0, 2, 2 against 1, -100, 0, 2
+    let mut a = Accuracy::default();
+    a.update(&logits, &Tensor::from_slice(&[1i64, -100, 0, 2]));
+    assert_eq!((a.correct, a.total), (2.0, 3.0));
+    // recall: 3 images, 5 texts; image 0 owns texts 0 and 1, image 1 texts 2 and 3, image 2 text 4
+    let scores = Tensor::from_slice(&[
+        0.9f32, 0.1, 0.8, 0.2, 0.3, // image 0: best text 0 (own)
+        0.5, 0.4, 0.3, 0.6, 0.1, // image 1: best text 3 (own)
+        0.2, 0.9, 0.1, 0.0, 0.4, // image 2: best text 1 (image 0's); own text 4 second
+    ])
+    .view([3, 5]);
+    let (r, short) = recalls(&scores, &[0, 1, 2], &[0, 0, 1, 1, 2]);
+    assert!((r.tr_r1 - 2.0 / 3.0).abs() < 1e-9, "tr_r1 {}", r.tr_r1);
+    // image retrieval, best image per text: t0 → 0 ✓, t1 → 2 ✗, t2 → 0 ✗, t3 → 1 ✓, t4 → 2 ✓
+    assert!((r.ir_r1 - 3.0 / 5.0).abs() < 1e-9, "ir_r1 {}", r.ir_r1);
+    // 5 texts and 3 images: R@5 over texts is complete, R@10 and image R@5/10 fall short
+    assert!((r.tr_r5 - 1.0).abs() < 1e-9 && (r.ir_r5 - 1.0).abs() < 1e-9);
+    assert_eq!(short, ["R@10 over 5 texts", "R@5 over 3 images", "R@10 over 3 images"]);
+    // the_metric: VQA score + recalls' r1 sum; upstream's names
+    let mut p = PhaseMetrics { vqa_score: v, ..Default::default() };
+    p.vqa_loss.update(0.5);
+    let on = m3ae::config::LossNames { vqa: 1.0, ..Default::default() };
+    let named = p.wrapup("val", &on, Some(&r));
+    let get = |k: &str| named.iter().find(|(n, _)| n == k).map(|(_, v)| *v).unwrap_or_else(|| panic!("{k} missing"));
+    assert!((get("val/the_metric") - (2.3 / 4.0 + 2.0 / 3.0 + 3.0 / 5.0)).abs() < 1e-6);
+    assert!((get("vqa/val/score_best_epoch") - 2.3 / 4.0).abs() < 1e-6 && get("vqa/val/loss_epoch") == 0.5);
+    assert!((get("val/recalls/ir_r1") - 0.6).abs() < 1e-9);
+}
+
+fn run(o: &RunOptions) -> FitSummary {
+    fit(o).unwrap_or_else(|e| panic!("{}: {e}", o.run_dir.display()))
+}
+
+#[test]
+fn pretraining_lowers_its_loss_and_each_ablation_removes_its_head_and_metrics() {
+    let data = pretrain_data();
+    let dir = scratch("pretrain");
+    // 12 steps on the same 8-sample batch (full batch, fixed by the seed)
+    let full = run(&pretrain_opts(&dir.join("full"), &data, json!({"max_steps": 12})));
+    assert_eq!(full.outcome, Outcome::Finished);
+    let total: Vec<f64> = metrics(&dir.join("full"))
+        .iter()
+        .filter(|m| m.get("mlm/train/loss").is_some())
+        .map(|m| ["mlm", "mim", "itm"].iter().map(|o| m[format!("{o}/train/loss")].as_f64().unwrap()).sum())
+        .collect();
+    assert_eq!(total.len(), 12);
+    let (first, last) = (total[0], total[11]);
+    assert!(last < 0.95 * first, "the summed loss should fall: {total:?}");
+    for (ablate, gone, kept) in [("mim", "mim", ["mlm", "itm"]), ("mlm", "mlm", ["mim", "itm"])] {
+        let run_dir = dir.join(format!("no-{ablate}"));
+        run(&pretrain_opts(&run_dir, &data, json!({ "loss_names": {"mlm": i32::from(ablate != "mlm"), "mim": i32::from(ablate != "mim"), "itm": 1}, "max_steps": 2 })));
+        let weights = read_safetensors(&run_dir.join("checkpoints/last/model.safetensors")).unwrap();
+        assert!(!weights.keys().any(|k| k.starts_with(&format!("{gone}_head."))), "{gone}_head must not exist");
+        for k in kept {
+            assert!(weights.keys().any(|w| w.starts_with(&format!("{k}_head."))), "{k}_head must exist");
+        }
+        let names: Vec<String> = metrics(&run_dir).iter().flat_map(|m| m.as_object().unwrap().keys().cloned().collect::<Vec<_>>()).collect();
+        assert!(!names.iter().any(|n| n.starts_with(&format!("{gone}/"))), "no {gone} metric may be logged: {names:?}");
+        for k in kept {
+            assert!(names.contains(&format!("{k}/train/loss")) && names.contains(&format!("{k}/val/loss_epoch")), "{k} metrics: {names:?}");
+        }
+    }
+}
+
+/// The `m3ae` binary for `o`: the command line `m3ae pretrain` would get.
+fn command(o: &RunOptions) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae"));
+    cmd.args(["pretrain", "--run-dir"]).arg(&o.run_dir);
+    if o.resume {
+        cmd.arg("--resume");
+    }
+    if let Some(c) = &o.config_file {
+        cmd.arg("--config").arg(c);
+    }
+    for (k, v) in &o.overrides {
+        cmd.arg("--set").arg(format!("{k}={v}"));
+    }
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// A run killed with SIGKILL mid-flight and resumed (`--resume`) logs exactly the values the
+/// uninterrupted run logged. All three runs are `m3ae` processes, as users run them.
+#[test]
+fn resume_after_kill_reproduces_the_uninterrupted_losses() {
+    let data = pretrain_data();
+    let dir = scratch("resume");
+    // 3-sample micro-batches: three per epoch (3, 3, 2), validation (and `last`) at each
+    // epoch's end, `last` also every 2 steps, so some checkpoints sit mid-epoch
+    let extra = json!({"max_steps": 16, "checkpoint_every_n_steps": 2, "per_gpu_batchsize": 3, "batch_size": 3});
+    assert!(command(&pretrain_opts(&dir.join("a"), &data, extra.clone())).status().unwrap().success());
+    // the same run, killed once `last` holds a mid-epoch checkpoint of step 4 or later
+    let b = dir.join("b");
+    let o = pretrain_opts(&b, &data, extra);
+    let mut child = command(&o).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let last_state = |b: &Path| -> Option<(u64, u64)> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(b.join("checkpoints/last/trainer_state.json")).ok()?).ok()?;
+        Some((v["state"]["step"].as_u64()?, v["state"]["batch_in_epoch"].as_u64()?))
+    };
+    loop {
+        if last_state(&b).is_some_and(|(step, batch)| step >= 4 && batch > 0) || start.elapsed().as_secs() > 120 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (saved, batch) = last_state(&b).expect("a checkpoint was written before the kill");
+    assert!(saved < 16 && batch > 0, "killed mid-run after a mid-epoch checkpoint (last at step {saved}, batch {batch})");
+    let resumed = RunOptions { resume: true, overrides: vec![], config_file: None, ..o };
+    assert!(command(&resumed).status().unwrap().success());
+    for name in ["mlm/train/loss", "mim/train/loss", "itm/train/loss", "val/the_metric"] {
+        let (a, b) = (series(&dir.join("a"), name), series(&b, name));
+        assert!(!a.is_empty() && (name.starts_with("val") || a.len() == 16), "{name}: {a:?}");
+        assert_eq!(a, b, "{name}: the resumed run (from step {saved}) must log the uninterrupted run's values");
+    }
+}
+
+#[test]
+fn gradient_accumulation_over_two_micro_batches_equals_one_batch() {
+    let dir = scratch("accumulate");
+    let one = dir.join("one");
+    let two = dir.join("two");
+    run(&vqa_opts(&one, json!({"per_gpu_batchsize": 10, "batch_size": 10, "max_steps": 2})));
+    run(&vqa_opts(&two, json!({"per_gpu_batchsize": 5, "batch_size": 10, "max_steps": 2})));
+    let a = read_safetensors(&one.join("checkpoints/last/model.safetensors")).unwrap();
+    let b = read_safetensors(&two.join("checkpoints/last/model.safetensors")).unwrap();
+    let mut worst = (0.0f64, String::new());
+    let moved = read_safetensors(&set("train-vqa").join("model/model.safetensors")).unwrap();
+    let mut changed = 0;
+    for (k, t) in &a {
+        // attention key biases have a zero gradient in exact arithmetic: Adam turns their
+        // rounding noise into full-size steps, which no two summation orders share
+        if k.ends_with("key.bias") {
+            continue;
+        }
+        let (t, u) = if k.ends_with("in_proj_bias") {
+            let d = t.size()[0] / 3; // q, k, v: leave k out
+            (Tensor::cat(&[t.narrow(0, 0, d), t.narrow(0, 2 * d, d)], 0), Tensor::cat(&[b[k].narrow(0, 0, d), b[k].narrow(0, 2 * d, d)], 0))
+        } else {
+            (t.shallow_clone(), b[k].shallow_clone())
+        };
+        let d = f64::try_from((&t - &u).abs().max()).unwrap();
+        let scale = f64::try_from(t.abs().max()).unwrap().max(1e-6);
+        if d / scale > worst.0 {
+            worst = (d / scale, k.clone());
+        }
+        if !a[k].equal(&moved[k]) {
+            changed += 1;
+        }
+    }
+    assert!(changed > 10, "two steps must move the weights ({changed} tensors changed)");
+    assert!(worst.0 <= 1e-5, "accumulated update differs from the one-batch update: {:e} on {}", worst.0, worst.1);
+    assert_eq!(series(&one, "vqa/train/loss").len(), 2);
+}
+
+#[test]
+fn every_task_family_runs_end_to_end() {
+    let dir = scratch("families");
+    // VQA: best and last checkpoints, loadable folders that export and plot
+    let vqa = dir.join("vqa");
+    let s = run(&vqa_opts(&vqa, json!({"max_steps": 3})));
+    assert!(s.state.best_step.is_some());
+    for ck in ["last", "best"] {
+        for f in ["model.safetensors", "config.json", "optimizer.safetensors", "trainer_state.json"] {
+            assert!(vqa.join("checkpoints").join(ck).join(f).is_file(), "{ck}/{f}");
+        }
+    }
+    assert!(!series(&vqa, "val/the_metric").is_empty() && !series(&vqa, "vqa/val/score_epoch").is_empty());
+    let n = m3ae::checkpoint::export::export_model_dir(&vqa.join("checkpoints/last"), &dir.join("vqa.ckpt")).unwrap();
+    assert!(n > 100);
+    let plots = m3ae::report::plot::plot_run(&vqa).unwrap();
+    assert!(plots.iter().all(|p| std::fs::metadata(p).unwrap().len() > 1000), "{plots:?}");
+    // IRTR with recall at validation
+    let irtr = dir.join("irtr");
+    let t = set("train-irtr");
+    let o = RunOptions {
+        task: Task::finetune("irtr_roco").unwrap(),
+        run_dir: irtr.clone(),
+        config_file: Some(t.join("config.json")),
+        overrides: sets(json!({"data_root": t.join("data"), "tokenizer": t.join("tokenizer"), "load_path": t.join("model"), "max_steps": 2, "log_every_n_steps": 1})),
+        resume: false,
+        device: Device::Cpu,
+    };
+    run(&o);
+    for k in ["val/recalls/ir_r1", "val/recalls/tr_r10", "irtr/val/irtr_loss_epoch", "irtr/train/loss"] {
+        assert!(!series(&irtr, k).is_empty(), "{k} not logged");
+    }
+    // CLS (MELINDA p_meth_label), on the classification fixture, from train-vqa's encoders
+    let data = dir.join("cls-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for split in ["train", "val", "test"] {
+        std::fs::copy(root().join("tests/fixtures/data/arrow/cls_melinda_train.arrow"), data.join(format!("cls_melinda_{split}.arrow"))).unwrap();
+    }
+    let cls = dir.join("cls");
+    let v = set("train-vqa");
+    let o = RunOptions {
+        task: Task::finetune("cls_melinda_p_meth_label").unwrap(),
+        run_dir: cls.clone(),
+        config_file: Some(v.join("config.json")),
+        overrides: sets(json!({"data_root": data, "tokenizer": v.join("tokenizer"), "load_path": v.join("model"), "loss_names": {"cls": 1}, "datasets": ["cls_melinda"], "label_column_name": "p_meth_label", "per_gpu_batchsize": 2, "batch_size": 2, "max_steps": 2})),
+        resume: false,
+        device: Device::Cpu,
+    };
+    run(&o);
+    let last = read_safetensors(&cls.join("checkpoints/last/model.safetensors")).unwrap();
+    assert_eq!(last["cls_head.3.weight"].size(), [7, 64], "a fresh cls_head of melinda_label_size.p_meth_label classes");
+    assert!(!last.contains_key("vqa_head.3.weight"), "the vqa head is not part of a CLS model");
+    assert!(!series(&cls, "cls/val/accuracy_epoch").is_empty());
+}
+
+#[test]
+fn bad_input_stops_with_an_error_that_names_it() {
+    let dir = scratch("bad");
+    let err = |o: RunOptions| fit(&o).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{} should fail", o.run_dir.display()));
+    // an answer label beyond vqa_label_size: the file, the row and the label
+    let e = err(vqa_opts(&dir.join("labels"), json!({"vqa_label_size": 3, "test_only": false})));
+    assert!(e.contains("vqa_vqa_rad_train.arrow") && e.contains("row") && e.contains("label") && e.contains("vqa_label_size"), "{e}");
+    // a missing split: its path
+    let data = dir.join("no-val");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(set("train-vqa").join("data/vqa_vqa_rad_train.arrow"), data.join("vqa_vqa_rad_train.arrow")).unwrap();
+    let e = err(vqa_opts(&dir.join("split"), json!({"data_root": data})));
+    assert!(e.contains("vqa_vqa_rad_val.arrow"), "{e}");
+    // a config that cannot work: mim_layer beyond num_top_layer
+    let e = err(pretrain_opts(&dir.join("mim"), &data, json!({"mim_layer": 5})));
+    assert!(e.contains("mim_layer"), "{e}");
+    // an unknown task lists the tasks
+    let e = Task::finetune("vqa_pathvqa").unwrap_err().to_string();
+    assert!(e.contains("vqa_vqa_rad") && e.contains("irtr_roco"), "{e}");
+    // a diverging run stops naming the step and what went non-finite; last stays loadable
+    let e = err(vqa_opts(&dir.join("nan"), json!({"learning_rate": 1e30, "max_steps": 5, "checkpoint_every_n_steps": 1})));
+    assert!(e.contains("training stopped at step") && (e.contains("vqa loss") || e.contains("gradient of")), "{e}");
+    assert!(read_safetensors(&dir.join("nan/checkpoints/last/model.safetensors")).is_ok());
+    // a run folder that already holds a run, without --resume
+    let e = err(vqa_opts(&dir.join("nan"), json!({})));
+    assert!(e.contains("--resume"), "{e}");
+    let _ = Kind::Float;
+}
