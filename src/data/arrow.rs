@@ -3,18 +3,22 @@
 //! Every accessor checks the column's presence and type and returns one value per row, or an
 //! error naming the file, the column, and (for bad values) the row.
 use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatch};
-use arrow_ipc::reader::FileReader;
+use arrow_buffer::Buffer;
+use arrow_ipc::convert::fb_to_schema;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::{root_as_footer, Block};
 use arrow_schema::DataType;
 
 use crate::{Error, Result};
 
-/// All record batches of one Arrow IPC file.
+/// All record batches of one Arrow IPC file, memory-mapped as upstream's `pa.memory_map`
+/// reads it: the columns point into the mapping (aligned buffers are not copied), so the
+/// images of a multi-gigabyte split stay on disk until a sample reads them.
 pub struct ArrowFile {
     /// The file read.
     pub path: PathBuf,
@@ -23,24 +27,55 @@ pub struct ArrowFile {
     rows: Vec<(usize, usize)>,
 }
 
+/// The IPC file format's leading and trailing magic, `ARROW1`.
+const MAGIC: &[u8; 6] = b"ARROW1";
+
 impl ArrowFile {
-    /// Reads every record batch of `path`.
+    /// Maps `path` and decodes its footer, schema and every record batch (each block's range
+    /// checked against the file before it is read).
     pub fn open(path: &Path) -> Result<ArrowFile> {
+        let bad = |reason: String| Error::Dataset { path: path.to_path_buf(), column: "*".into(), reason };
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| Error::Dataset {
-            path: path.to_path_buf(),
-            column: "*".into(),
-            reason: format!("not an Arrow IPC file: {e}"),
-        })?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+        if len < 2 * MAGIC.len() + 4 {
+            return Err(bad(format!("not an Arrow IPC file: {len} bytes")));
+        }
+        // SAFETY: the mapping is read-only and lives as long as the buffers that point into it
+        // (the Buffer owns it); like pa.memory_map, the file must not be truncated while open.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let ptr = std::ptr::NonNull::new(map.as_ptr() as *mut u8).ok_or_else(|| bad("empty mapping".into()))?;
+        // SAFETY: `ptr` is valid for `len` bytes for as long as `map`, which the buffer keeps.
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, std::sync::Arc::new(map)) };
+        if &buffer[..MAGIC.len()] != MAGIC || &buffer[len - MAGIC.len()..] != MAGIC {
+            return Err(bad("not an Arrow IPC file: no ARROW1 magic (a stream, not a file?)".into()));
+        }
+        let mut trailer = [0u8; 10];
+        trailer.copy_from_slice(&buffer[len - 10..]);
+        let footer_len = read_footer_length(trailer).map_err(|e| bad(format!("footer: {e}")))?;
+        let footer_start = len.checked_sub(10 + footer_len).filter(|&s| s >= MAGIC.len()).ok_or_else(|| bad(format!("footer of {footer_len} bytes does not fit")))?;
+        let footer = root_as_footer(&buffer[footer_start..len - 10]).map_err(|e| bad(format!("footer: {e}")))?;
+        let schema = footer.schema().ok_or_else(|| bad("footer has no schema".into()))?;
+        let schema = std::sync::Arc::new(fb_to_schema(schema));
+        let mut decoder = FileDecoder::new(schema, footer.version());
+        let block_data = |block: &Block, what: &str| -> Result<Buffer> {
+            let start = usize::try_from(block.offset()).ok();
+            let size = usize::try_from(block.metaDataLength()).ok().zip(usize::try_from(block.bodyLength()).ok()).and_then(|(m, b)| m.checked_add(b));
+            match (start, size) {
+                (Some(s), Some(n)) if s.checked_add(n).is_some_and(|end| end <= footer_start) => Ok(buffer.slice_with_length(s, n)),
+                _ => Err(bad(format!("{what} block at {} (+{} +{}) lies outside the file", block.offset(), block.metaDataLength(), block.bodyLength()))),
+            }
+        };
+        for (d, block) in footer.dictionaries().iter().flatten().enumerate() {
+            decoder.read_dictionary(block, &block_data(block, "dictionary")?).map_err(|e| bad(format!("dictionary {d}: {e}")))?;
+        }
         let mut batches = Vec::new();
         let mut rows = Vec::new();
-        for (b, batch) in reader.enumerate() {
-            let batch = batch.map_err(|e| Error::Dataset {
-                path: path.to_path_buf(),
-                column: "*".into(),
-                reason: format!("record batch {b}: {e}"),
-            })?;
-            rows.extend((0..batch.num_rows()).map(|r| (b, r)));
+        for (b, block) in footer.recordBatches().iter().flatten().enumerate() {
+            let batch = decoder
+                .read_record_batch(block, &block_data(block, "record batch")?)
+                .map_err(|e| bad(format!("record batch {b}: {e}")))?
+                .ok_or_else(|| bad(format!("record batch {b}: empty message")))?;
+            rows.extend((0..batch.num_rows()).map(|r| (batches.len(), r)));
             batches.push(batch);
         }
         Ok(ArrowFile { path: path.to_path_buf(), batches, rows })
