@@ -291,6 +291,33 @@ fn loader_batches_are_reproducible_across_workers() {
     assert_eq!((itm_images[0].size(), itm_labels.sum(tch::Kind::Int64).int64_value(&[])), (vec![2, 3, 32, 32], 1));
 }
 
+/// Randomness is per sample: a sample's augmented image, false image, MLM masking and MIM
+/// noise are the same whatever batch it lands in.
+#[test]
+fn a_samples_draws_do_not_depend_on_the_batch_size() {
+    let per_sample = |batch_size| -> Vec<(usize, Tensor, Tensor, Tensor, Tensor)> {
+        let mut out = Vec::new();
+        for b in loader("roco_train.arrow", 2, |c| c.batch_size = batch_size) {
+            let b = b.unwrap();
+            let noise = b.mim_noise(4);
+            for (i, &index) in b.indices.iter().enumerate() {
+                let i = i as i64;
+                out.push((index, b.image[0].get(i), b.false_images[0][0].get(i), b.text.ids_mlm.get(i), noise.get(i)));
+            }
+        }
+        out.sort_by_key(|s| s.0);
+        out
+    };
+    let (ones, threes) = (per_sample(1), per_sample(3));
+    assert_eq!(ones.len(), 5);
+    for (a, b) in ones.iter().zip(&threes) {
+        assert_eq!(a.0, b.0);
+        assert!(a.1.equal(&b.1) && a.2.equal(&b.2) && a.3.equal(&b.3) && a.4.equal(&b.4), "sample {}", a.0);
+    }
+    // and the draws differ between samples
+    assert!(!ones[0].4.equal(&ones[1].4));
+}
+
 #[test]
 fn loader_skips_unreadable_images_and_builds_targets() {
     let mut val = loader("roco_val.arrow", 2, |c| {

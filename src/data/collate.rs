@@ -1,7 +1,8 @@
 //! Batching of samples, mirroring upstream's `BaseDataset.collate` and the batch fields its
 //! objectives read (`false_image_0` for ITM, `false_text_{i}` for IRTR, VQA targets, labels).
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::dataset::VqaAnswer;
@@ -13,6 +14,8 @@ use crate::{Error, Result};
 pub struct Sample {
     /// Sample index in the dataset.
     pub index: usize,
+    /// The sample's own seed, keyed by (seed, epoch, index): its MLM masking and MIM noise.
+    pub seed: u64,
     /// One [3, H, W] tensor per transform (upstream's "views").
     pub images: Vec<Tensor>,
     /// Per false-image draw, one [3, H, W] tensor per transform.
@@ -43,6 +46,8 @@ pub struct TextBatch {
 pub struct Batch {
     /// Dataset index of each row.
     pub indices: Vec<usize>,
+    /// Each row's sample seed ([`Sample::seed`]).
+    pub seeds: Vec<u64>,
     /// Per transform, [B, 3, H, W] (zero-padded to the largest image, as upstream).
     pub image: Vec<Tensor>,
     /// Per false-image draw, per transform, [B, 3, H, W].
@@ -68,17 +73,19 @@ pub struct Collator {
 }
 
 impl Collator {
-    /// Collates `samples` (non-empty, with equal view and draw counts).
-    pub fn collate(&self, samples: Vec<Sample>, rng: &mut impl Rng) -> Result<Batch> {
+    /// Collates `samples` (non-empty, with equal view and draw counts). Each text is masked
+    /// with its sample's own stream, so masking does not depend on the batch.
+    pub fn collate(&self, samples: Vec<Sample>) -> Result<Batch> {
         let first = samples.first().ok_or_else(|| Error::input("batch", "no samples"))?;
         let (views, draws, false_texts) = (first.images.len(), first.false_images.len(), first.false_texts.len());
         let image = (0..views).map(|v| pad_stack(samples.iter().map(|s| &s.images[v]))).collect::<Result<_>>()?;
         let false_images = (0..draws)
             .map(|d| (0..views).map(|v| pad_stack(samples.iter().map(|s| &s.false_images[d][v]))).collect())
             .collect::<Result<_>>()?;
-        let text = self.texts(samples.iter().map(|s| &s.text), rng)?;
-        let false_texts =
-            (0..false_texts).map(|d| self.texts(samples.iter().map(|s| &s.false_texts[d]), rng)).collect::<Result<_>>()?;
+        let text = self.texts(samples.iter().map(|s| (&s.text, text_rng(s.seed, 0))))?;
+        let false_texts = (0..false_texts)
+            .map(|d| self.texts(samples.iter().map(|s| (&s.false_texts[d], text_rng(s.seed, 1 + d as u64)))))
+            .collect::<Result<_>>()?;
         let vqa: Option<Vec<&VqaAnswer>> = samples.iter().map(|s| s.vqa.as_ref()).collect();
         let (vqa_targets, answer_types) = match vqa {
             Some(answers) => (Some(self.vqa_targets(&answers)?), Some(Tensor::from_slice(&answers.iter().map(|a| a.answer_type).collect::<Vec<_>>()))),
@@ -87,6 +94,7 @@ impl Collator {
         let cls: Option<Vec<i64>> = samples.iter().map(|s| s.cls_label).collect();
         Ok(Batch {
             indices: samples.iter().map(|s| s.index).collect(),
+            seeds: samples.iter().map(|s| s.seed).collect(),
             image,
             false_images,
             text,
@@ -98,14 +106,14 @@ impl Collator {
     }
 
     /// Stacks encodings and masks them. Returns [B, L] tensors.
-    fn texts<'a>(&self, encodings: impl Iterator<Item = &'a Encoding>, rng: &mut impl Rng) -> Result<TextBatch> {
+    fn texts<'a>(&self, encodings: impl Iterator<Item = (&'a Encoding, ChaCha8Rng)>) -> Result<TextBatch> {
         let (mut ids, mut masks, mut ids_mlm, mut labels) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut len = None;
-        for enc in encodings {
+        for (enc, mut rng) in encodings {
             if *len.get_or_insert(enc.input_ids.len()) != enc.input_ids.len() {
                 return Err(Error::input("text", "encodings of different lengths in one batch"));
             }
-            let masked = self.masker.mask(enc, rng);
+            let masked = self.masker.mask(enc, &mut rng);
             ids.extend_from_slice(&enc.input_ids);
             masks.extend_from_slice(&enc.attention_mask);
             ids_mlm.extend(masked.ids);
@@ -132,7 +140,25 @@ impl Collator {
     }
 }
 
+/// The stream a sample's text field (0: its text, 1 + d: false text d) is masked with.
+fn text_rng(seed: u64, field: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(field);
+    rng
+}
+
 impl Batch {
+    /// MIM noise for `random_masking`, [B, patches] uniform in [0, 1): each row from its
+    /// sample's own stream (upstream draws `torch.rand` for the whole batch).
+    pub fn mim_noise(&self, patches: i64) -> Tensor {
+        let mut values = Vec::with_capacity(self.seeds.len() * patches as usize);
+        for &seed in &self.seeds {
+            let mut rng = text_rng(seed, u64::MAX);
+            values.extend((0..patches).map(|_| rng.gen::<f32>()));
+        }
+        Tensor::from_slice(&values).view([self.seeds.len() as i64, patches])
+    }
+
     /// IRTR text ids: the true text then each false text. Returns [B, 1 + F, L].
     pub fn irtr_text_ids(&self) -> Tensor {
         Tensor::stack(&self.irtr_fields(|t| &t.ids), 1)

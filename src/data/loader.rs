@@ -1,8 +1,10 @@
 //! Parallel batch loading: worker threads decode, transform, tokenize and collate whole
 //! batches; at most `prefetch` batches are in flight, and batches come out in order.
 //!
-//! Everything random (epoch shuffle, false draws, augmentation, MLM) is seeded from
-//! `(seed, epoch, batch number)`, so the output does not depend on the number of workers.
+//! Everything random is keyed, so the output depends neither on the number of workers nor on
+//! the batch size, and a resumed run draws what the uninterrupted run drew: the epoch's order
+//! by `(seed, epoch)`; each sample's false draws, augmentation and MLM masking (and the MIM
+//! noise the trainer draws for it) by `(seed, epoch, sample index)`.
 //! A sample whose image cannot be decoded is left out of its batch, logged with
 //! `log::warn!` (file, sample index, table row, reason) and recorded in [`Loader::skipped`];
 //! an unreadable false image is redrawn. Upstream instead retries with a random other index.
@@ -66,6 +68,7 @@ struct Worker {
     transforms: Vec<Transform>,
     collator: Arc<Collator>,
     config: LoaderConfig,
+    epoch: u64,
     skipped: Arc<Mutex<Vec<SkippedImage>>>,
 }
 
@@ -77,7 +80,8 @@ impl Worker {
         self.transforms.iter().map(|t| t.apply(&img, rng)).collect()
     }
 
-    fn sample(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
+    fn sample(&self, index: usize) -> Result<Sample> {
+        let rng = &mut sample_rng(self.config.seed, self.epoch, index, Purpose::Draws);
         let all = &self.dataset;
         let (ds, local) = all.locate(index);
         let (row, j) = ds.index[local];
@@ -105,6 +109,7 @@ impl Worker {
             .collect::<Result<_>>()?;
         Ok(Sample {
             index,
+            seed: sample_rng(self.config.seed, self.epoch, index, Purpose::Later).gen(),
             images,
             false_images,
             text: self.tokenizer.encode(ds.text(local))?,
@@ -115,10 +120,10 @@ impl Worker {
     }
 
     /// Builds one batch; image failures skip the sample, other errors fail the batch.
-    fn batch(&self, indices: &[usize], mut rng: ChaCha8Rng) -> Result<Batch> {
+    fn batch(&self, indices: &[usize]) -> Result<Batch> {
         let mut samples = Vec::with_capacity(indices.len());
         for &index in indices {
-            match self.sample(index, &mut rng) {
+            match self.sample(index) {
                 Ok(s) => samples.push(s),
                 Err(Error::Image { reason, .. }) => {
                     let (ds, local) = self.dataset.locate(index);
@@ -132,7 +137,7 @@ impl Worker {
         if samples.is_empty() {
             return Err(Error::input("batch", format!("every image of samples {indices:?} is unreadable")));
         }
-        self.collator.collate(samples, &mut rng)
+        self.collator.collate(samples)
     }
 }
 
@@ -149,9 +154,19 @@ pub struct Loader {
     handles: Vec<JoinHandle<()>>,
 }
 
-fn batch_rng(seed: u64, epoch: u64, batch: usize) -> ChaCha8Rng {
+/// What a sample's stream is drawn for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// False images and texts, augmentation.
+    Draws = 0,
+    /// The seed the sample carries for MLM masking and MIM noise.
+    Later = 1,
+}
+
+/// The random stream of sample `index` in `epoch`.
+fn sample_rng(seed: u64, epoch: u64, index: usize, purpose: Purpose) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(epoch.wrapping_mul(1 << 32).wrapping_add(batch as u64));
+    rng.set_stream((epoch << 40) ^ ((index as u64) << 2) ^ purpose as u64);
     rng
 }
 
@@ -186,6 +201,7 @@ impl Loader {
             transforms,
             collator: Arc::new(collator),
             config: config.clone(),
+            epoch,
             skipped: Arc::clone(&skipped),
         });
         let handles = (0..config.workers)
@@ -193,7 +209,7 @@ impl Loader {
                 let (worker, jobs, results) = (Arc::clone(&worker), job_rx.clone(), result_tx.clone());
                 std::thread::spawn(move || {
                     for (n, indices) in jobs {
-                        let batch = worker.batch(&indices, batch_rng(worker.config.seed, epoch, n));
+                        let batch = worker.batch(&indices);
                         if results.send((n, batch)).is_err() {
                             break;
                         }
@@ -225,7 +241,7 @@ impl Loader {
     }
 
     /// Starts the epoch at batch `n` (a resumed run): the batches before it are never built.
-    /// Every batch's randomness is keyed by its number, so batch `n` is the batch an
+    /// Every sample's randomness is keyed by its index, so batch `n` is the batch an
     /// uninterrupted epoch would have built.
     pub fn skip_to(&mut self, n: usize) {
         self.next_out = n.min(self.batches.len());

@@ -61,7 +61,10 @@ pub fn run_micro(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, 
     };
     let w = model.config.loss_names;
     let opts = InferOptions { train, ..Default::default() };
-    let input = InferInput { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: Some(&d.ids_mlm), mim_noise: None };
+    // MIM noise from each sample's own stream (keyed by seed, epoch and sample index)
+    let grid = model.config.grid();
+    let noise = (w.mim > 0.0).then(|| batch.mim_noise(grid * grid).to_device(device));
+    let input = InferInput { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: Some(&d.ids_mlm), mim_noise: noise.as_ref() };
     let mut losses = Vec::new();
     let mut grads: Option<Gradients> = None;
     // backpropagates a weighted loss into `grads` (training) and keeps its value
@@ -84,7 +87,7 @@ pub fn run_micro(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, 
                 // the false image only matters where the label is 0: the mixed batch serves
                 let labels = itm_labels.unwrap_or_else(|| Tensor::ones([d.ids.size()[0]], (tch::Kind::Int64, device)));
                 let mixed = itm_images.unwrap_or_else(|| d.image.shallow_clone());
-                let pb = PretrainBatch { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: &d.ids_mlm, text_labels_mlm: &d.labels_mlm, mim_noise: None, itm_labels: &labels, false_image: &mixed };
+                let pb = PretrainBatch { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: &d.ids_mlm, text_labels_mlm: &d.labels_mlm, mim_noise: noise.as_ref(), itm_labels: &labels, false_image: &mixed };
                 let step = pretrain_gradients(model, opt, &pb, true)?;
                 let l = &step.losses;
                 if let (Some(loss), Some(logits)) = (&l.mlm, &l.mlm_logits) {
