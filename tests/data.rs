@@ -393,3 +393,16 @@ fn data_check_reports_files_and_exit_codes() {
     assert_eq!(run(&["data", "check", dir.to_str().unwrap(), "--strict"]).status.code(), Some(1));
     assert_eq!(run(&["data", "check", dir.join("bad").to_str().unwrap()]).status.code(), Some(1));
 }
+
+/// Inputs the image fuzz target found (fuzz/README.md): DICOM files of a few kilobytes whose
+/// element headers declare more bytes than the file holds. dicom-rs allocates each value at
+/// its declared length before reading it; the length scan refuses them first, naming the
+/// element.
+#[test]
+fn fuzz_found_dicom_lengths_are_refused_before_allocation() {
+    for name in ["dicom-huge-element-1.bin", "dicom-huge-element-2.bin"] {
+        let bytes = std::fs::read(fixtures().join("fuzz").join(name)).unwrap();
+        let e = m3ae::data::image_io::decode_rgba(&bytes, name).unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains("declares") && e.contains("remain"), "{e}");
+    }
+}

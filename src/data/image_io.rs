@@ -147,6 +147,8 @@ fn pil_rgba(decoded: DynamicImage) -> RgbaImage {
 /// VOI LUT tables and sigmoid windows are not applied.
 /// MONOCHROME1 is inverted so that larger values are brighter. RGB images are used as stored.
 fn decode_dicom(bytes: &[u8], name: &str) -> Result<RgbaImage> {
+    // dicom-rs allocates each value at its declared length: refuse lengths the file cannot hold
+    super::dicom_scan::check_lengths(bytes).map_err(|e| image_error(name, e))?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
         .from_reader(bytes)

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod collate;
 pub mod dataset;
+mod dicom_scan;
 pub mod image_io;
 pub mod loader;
 pub mod mlm;
