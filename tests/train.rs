@@ -330,3 +330,27 @@ fn bad_input_stops_with_an_error_that_names_it() {
     assert!(e.contains("--resume"), "{e}");
     let _ = Kind::Float;
 }
+
+/// fp16's dynamic loss scaling follows GradScaler: ×½ on an overflow (the step is skipped),
+/// ×2 after 2000 good steps; the CPU always computes in fp32, and bf16 is refused on CUDA.
+#[test]
+fn loss_scaler_follows_grad_scaler() {
+    use m3ae::train::precision::{compute_mode, Compute, LossScaler, GROWTH_INTERVAL};
+    let mut s = LossScaler::default();
+    assert_eq!(s.scale, 65536.0);
+    s.update(true);
+    assert_eq!((s.scale, s.good_steps), (32768.0, 0));
+    for _ in 0..GROWTH_INTERVAL - 1 {
+        s.update(false);
+    }
+    assert_eq!(s.scale, 32768.0);
+    s.update(false);
+    assert_eq!((s.scale, s.good_steps), (65536.0, 0));
+    let c = m3ae::M3aeConfig { precision: m3ae::config::Precision::Bits(16), ..Default::default() };
+    assert_eq!(compute_mode(&c, Device::Cpu).unwrap(), Compute::Fp32);
+    assert_eq!(compute_mode(&c, Device::Cuda(0)).unwrap(), Compute::Fp16Autocast);
+    let bf = m3ae::M3aeConfig { precision: m3ae::config::Precision::Named("bf16".into()), ..Default::default() };
+    assert!(compute_mode(&bf, Device::Cuda(0)).unwrap_err().to_string().contains("bf16"));
+    let bad = m3ae::M3aeConfig { precision: m3ae::config::Precision::Bits(8), ..Default::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("precision"));
+}

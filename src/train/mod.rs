@@ -5,6 +5,7 @@
 //! - [`setup`]: config layering, the model (fresh or from `load_path`), the data of a split.
 //! - [`objectives`], [`pretrain`], [`step`]: the losses, one pre-training step, one micro-batch of any task.
 //! - [`optim`]: transformers-4.6 AdamW in `set_schedule`'s groups, the lr schedule.
+//! - [`precision`]: fp16 autocast with dynamic loss scaling on CUDA.
 //! - [`metrics`]: upstream's metrics and names; [`evaluate`]: a split's evaluation.
 //! - [`trainer`]: the loop; [`state`]: its state and atomic checkpoints; [`log`]: metrics.jsonl, progress.
 pub mod evaluate;
@@ -12,6 +13,7 @@ pub mod log;
 pub mod metrics;
 pub mod objectives;
 pub mod optim;
+pub mod precision;
 pub mod pretrain;
 pub mod setup;
 pub mod state;

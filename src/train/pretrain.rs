@@ -69,6 +69,12 @@ pub struct PretrainStep {
 /// Forward and backward of every objective among mlm, mim, itm whose weight in `loss_names`
 /// is > 0, in upstream's order (the order it draws random numbers in). `train` turns dropout on.
 pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &PretrainBatch, train: bool) -> Result<PretrainStep> {
+    pretrain_gradients_scaled(model, opt, batch, train, 1.0)
+}
+
+/// [`pretrain_gradients`] of `loss_scale` × Σ wᵢ·lossᵢ (fp16's dynamic loss scaling: the
+/// caller unscales). The returned losses are unscaled.
+pub fn pretrain_gradients_scaled(model: &M3aeTransformerSs, opt: &AdamW, batch: &PretrainBatch, train: bool, loss_scale: f64) -> Result<PretrainStep> {
     let w = model.config.loss_names;
     let (mlm_on, mim_on, itm_on) = (w.mlm > 0.0, w.mim > 0.0, w.itm > 0.0);
     if !(mlm_on || mim_on || itm_on) {
@@ -96,13 +102,13 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
             let out = mlm_from(model, infer, batch.text_labels_mlm)?;
             Ok((out.loss, out.logits))
         })?;
-        pass.backward(&(&loss * w.mlm), Some(leaf))?;
+        pass.backward(&(&loss * (w.mlm * loss_scale)), Some(leaf))?;
         losses.mlm = Some(loss.detach());
         losses.mlm_logits = Some(logits.detach());
     }
     if mim_on {
         let loss = pass.forward(|| Ok(compute_mim(model, &input, &opts)?.loss))?;
-        pass.backward(&(&loss * w.mim), None)?;
+        pass.backward(&(&loss * (w.mim * loss_scale)), None)?;
         losses.mim = Some(loss.detach());
     }
     if itm_on {
@@ -113,7 +119,7 @@ pub fn pretrain_gradients(model: &M3aeTransformerSs, opt: &AdamW, batch: &Pretra
             let out = itm_from(model, infer, batch.itm_labels)?;
             Ok((out.loss, out.logits))
         })?;
-        pass.backward(&(&loss * w.itm), Some(leaf))?;
+        pass.backward(&(&loss * (w.itm * loss_scale)), Some(leaf))?;
         losses.itm = Some(loss.detach());
         losses.itm_logits = Some(logits.detach());
     }

@@ -36,8 +36,8 @@ pub struct TrainerState {
     pub best_step: Option<u64>,
     /// Validations since the best one (early stopping).
     pub since_best: u64,
-    /// fp16's dynamic loss scale (1 otherwise), and steps skipped for non-finite gradients.
-    pub loss_scale: f64,
+    /// fp16's dynamic loss scale (unused in fp32), and steps skipped for non-finite gradients.
+    pub scaler: super::precision::LossScaler,
     pub skipped_steps: u64,
     /// Samples whose image could not be decoded, so far.
     pub unreadable_images: u64,
@@ -56,7 +56,7 @@ impl TrainerState {
             best_metric: None,
             best_step: None,
             since_best: 0,
-            loss_scale: 1.0,
+            scaler: Default::default(),
             skipped_steps: 0,
             unreadable_images: 0,
             vqa_best: None,

@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 use super::metrics::PhaseMetrics;
 use super::objectives::{compute_cls, compute_irtr, compute_itm, compute_mim, compute_mlm, compute_vqa};
 use super::optim::{AdamW, Gradients};
-use super::pretrain::{pretrain_gradients, PretrainBatch};
+use super::pretrain::{pretrain_gradients_scaled, PretrainBatch};
 use super::task::TaskKind;
 use crate::data::collate::Batch;
 use crate::error::{Error, Result};
@@ -50,6 +50,12 @@ fn scalar(t: &Tensor) -> f64 {
 /// of the weighted sum; without one nothing keeps a graph. `rng` draws upstream's ITM pairing.
 /// Metrics go to `metrics`.
 pub fn run_micro(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, task: TaskKind, metrics: &mut PhaseMetrics, rng: &mut impl Rng) -> Result<MicroOutput> {
+    run_micro_scaled(model, opt, batch, task, metrics, rng, 1.0)
+}
+
+/// [`run_micro`] with the losses multiplied by `loss_scale` before backpropagation (fp16's
+/// dynamic loss scaling; the caller unscales the gradients). Logged losses are unscaled.
+pub fn run_micro_scaled(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, task: TaskKind, metrics: &mut PhaseMetrics, rng: &mut impl Rng, loss_scale: f64) -> Result<MicroOutput> {
     let train = opt.is_some();
     let device: Device = model.device();
     let d = OnDevice {
@@ -70,7 +76,7 @@ pub fn run_micro(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, 
     // backpropagates a weighted loss into `grads` (training) and keeps its value
     let mut take = |name: &'static str, loss: &Tensor, weight: f64, grads: &mut Option<Gradients>| -> Result<f64> {
         if let Some(opt) = opt {
-            opt.accumulate(grads, &(loss * weight))?;
+            opt.accumulate(grads, &(loss * (weight * loss_scale)))?;
         }
         let v = scalar(loss);
         losses.push((name, v));
@@ -88,7 +94,7 @@ pub fn run_micro(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &Batch, 
                 let labels = itm_labels.unwrap_or_else(|| Tensor::ones([d.ids.size()[0]], (tch::Kind::Int64, device)));
                 let mixed = itm_images.unwrap_or_else(|| d.image.shallow_clone());
                 let pb = PretrainBatch { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: &d.ids_mlm, text_labels_mlm: &d.labels_mlm, mim_noise: noise.as_ref(), itm_labels: &labels, false_image: &mixed };
-                let step = pretrain_gradients(model, opt, &pb, true)?;
+                let step = pretrain_gradients_scaled(model, opt, &pb, true, loss_scale)?;
                 let l = &step.losses;
                 if let (Some(loss), Some(logits)) = (&l.mlm, &l.mlm_logits) {
                     losses.push(("mlm", scalar(loss)));

@@ -25,10 +25,11 @@ use super::metrics::{Named, PhaseMetrics};
 use super::optim::{lr_factor, AdamW, Gradients};
 use super::setup::{build_model, check_runnable, resolve, Built, Pipeline, SplitData};
 use super::state::{self, TrainerState};
-use super::step::run_micro;
+use super::step::run_micro_scaled;
 use super::task::Task;
 use crate::config::keys::build_config;
-use crate::config::{M3aeConfig, PrecisionMode};
+use super::precision::{compute_mode, Compute};
+use crate::config::M3aeConfig;
 use crate::data::loader::Loader;
 use crate::error::{Error, Result};
 
@@ -117,6 +118,7 @@ struct Fit {
     run: RunDir,
     log: MetricsLog,
     val_metrics: PhaseMetrics,
+    compute: Compute,
     last_validated: Option<u64>,
     last_validation: Option<Named>,
 }
@@ -154,9 +156,7 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
         let opt = AdamW::new(&built.vs, &config);
         (config, built, opt, None)
     };
-    if opts.device == tch::Device::Cpu && config.precision.mode()? != PrecisionMode::Fp32 {
-        log::info!("precision {:?}: the CPU computes in fp32", config.precision);
-    }
+    let compute = compute_mode(&config, opts.device)?;
     let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json { path: run.config(), source })?;
     std::fs::write(run.config(), text + "\n").map_err(|e| Error::io(run.config(), e))?;
     let pipe = Pipeline::new(&config)?;
@@ -177,7 +177,7 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
         val_metrics.vqa_score.best_open_score = o;
     }
     let task = opts.task.clone();
-    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, last_validated: None, last_validation: None };
+    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, compute, last_validated: None, last_validation: None };
     let outcome = f.run()?;
     Ok(FitSummary { outcome, state: f.state, last_validation: f.last_validation })
 }
@@ -204,9 +204,11 @@ impl Fit {
                 let batch_no = loader.position() - 1;
                 tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
                 let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
-                let out = run_micro(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm)?;
+                let fp16 = self.compute == Compute::Fp16Autocast;
+                let scale = if fp16 { self.state.scaler.scale } else { 1.0 };
+                let out = tch::autocast(fp16, || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
                 for (name, v) in &out.losses {
-                    if !v.is_finite() {
+                    if !v.is_finite() && !fp16 {
                         let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
                         return Err(Error::Training {
                             step: self.state.step + 1,
@@ -229,8 +231,22 @@ impl Fit {
                 }
                 // one optimizer step
                 let lr = lr_factor(&c, self.state.step, self.state.max_steps);
+                let mut skipped = false;
                 if let Some(mut g) = grads.take() {
-                    if let Some(i) = g.first_non_finite() {
+                    if self.compute == Compute::Fp16Autocast {
+                        // GradScaler: unscale, skip the step on an inf/NaN, adjust the scale
+                        g.scale(1.0 / self.state.scaler.scale);
+                        let found_inf = g.first_non_finite().is_some();
+                        self.state.scaler.update(found_inf);
+                        if found_inf {
+                            self.state.skipped_steps += 1;
+                            log::warn!("step {}: non-finite fp16 gradients, step skipped (loss scale now {})", self.state.step + 1, self.state.scaler.scale);
+                            skipped = true;
+                        }
+                    }
+                    if skipped {
+                        // nothing to apply
+                    } else if let Some(i) = g.first_non_finite() {
                         return Err(Error::Training {
                             step: self.state.step + 1,
                             reason: format!("the gradient of `{}` is not finite; checkpoints/last holds the last good state", self.opt.slot_name(i)),
@@ -240,10 +256,12 @@ impl Fit {
                     if self.state.accumulate > 1 {
                         g.scale(1.0 / self.state.accumulate as f64);
                     }
-                    if let Some(max) = c.grad_clip_norm {
-                        g.clip_norm(max);
+                    if !skipped {
+                        if let Some(max) = c.grad_clip_norm {
+                            g.clip_norm(max);
+                        }
+                        self.opt.apply(g, lr);
                     }
-                    self.opt.apply(g, lr);
                 }
                 self.state.step += 1;
                 let means: Vec<(&str, f64)> = step_losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
@@ -261,6 +279,10 @@ impl Fit {
                 if step.is_multiple_of(c.log_every_n_steps.max(1)) {
                     let mut values: Named = means.iter().map(|(k, v)| (format!("{k}/train/loss"), *v)).collect();
                     values.push(("lr".into(), c.learning_rate * lr));
+                    if self.compute == Compute::Fp16Autocast {
+                        values.push(("train/loss_scale".into(), self.state.scaler.scale));
+                        values.push(("train/skipped_steps".into(), self.state.skipped_steps as f64));
+                    }
                     values.push(("train/samples_per_second".into(), rate));
                     self.log.write(step, self.state.epoch, &values)?;
                     log::info!("step {step}/{}: {} lr {:.3e}, {rate:.1} samples/s", self.state.max_steps, loss_msg.join(", "), c.learning_rate * lr);
