@@ -25,6 +25,8 @@ pub struct ArrowFile {
     batches: Vec<RecordBatch>,
     /// `(batch, row within batch)` of each table row.
     rows: Vec<(usize, usize)>,
+    /// The mapping the columns point into.
+    map: std::sync::Arc<memmap2::Mmap>,
 }
 
 /// The IPC file format's leading and trailing magic, `ARROW1`.
@@ -42,10 +44,10 @@ impl ArrowFile {
         }
         // SAFETY: the mapping is read-only and lives as long as the buffers that point into it
         // (the Buffer owns it); like pa.memory_map, the file must not be truncated while open.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?);
         let ptr = std::ptr::NonNull::new(map.as_ptr() as *mut u8).ok_or_else(|| bad("empty mapping".into()))?;
         // SAFETY: `ptr` is valid for `len` bytes for as long as `map`, which the buffer keeps.
-        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, std::sync::Arc::new(map)) };
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, map.clone()) };
         if &buffer[..MAGIC.len()] != MAGIC || &buffer[len - MAGIC.len()..] != MAGIC {
             return Err(bad("not an Arrow IPC file: no ARROW1 magic (a stream, not a file?)".into()));
         }
@@ -78,7 +80,16 @@ impl ArrowFile {
             rows.extend((0..batch.num_rows()).map(|r| (batches.len(), r)));
             batches.push(batch);
         }
-        Ok(ArrowFile { path: path.to_path_buf(), batches, rows })
+        Ok(ArrowFile { path: path.to_path_buf(), batches, rows, map })
+    }
+
+    /// Drops the file's pages from this process's resident set (`madvise(DONTNEED)`): they
+    /// stay in the page cache, and a later read faults them back in. Readers call it as they
+    /// go, so a pass over a split many times the memory size keeps the RSS flat.
+    pub fn release_pages(&self) {
+        // SAFETY: the mapping is read-only and file-backed: dropped pages are re-read from the
+        // file on the next access, so no reader sees different bytes.
+        let _ = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
     }
 
     /// Number of table rows.

@@ -66,6 +66,9 @@ pub fn find_files(root: &Path, datasets: &[String]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Images decoded between two releases of the file's pages.
+const RELEASE_EVERY: usize = 256;
+
 /// Opens `path` with the schema checks of [`Dataset::open`] and decodes every image.
 pub fn check_file(path: &Path) -> Result<FileReport> {
     let dataset = Dataset::open(path, CLS_LABEL_COLUMN)?;
@@ -74,15 +77,21 @@ pub fn check_file(path: &Path) -> Result<FileReport> {
     if let Ok(style) = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec})") {
         bar.set_style(style);
     }
-    let mut unreadable: Vec<(usize, String)> = (0..rows)
-        .into_par_iter()
-        .filter_map(|row| {
-            let name = format!("{}, row {row}", path.display());
-            let result = dataset.image_bytes(row).and_then(|bytes| decode_rgba(bytes, &name));
-            bar.inc(1);
-            result.err().map(|e| (row, e.to_string()))
-        })
-        .collect();
+    // in chunks, each followed by dropping the file's pages: the RSS stays flat however large the file
+    let mut unreadable: Vec<(usize, String)> = Vec::new();
+    for start in (0..rows).step_by(RELEASE_EVERY) {
+        let chunk: Vec<(usize, String)> = (start..rows.min(start + RELEASE_EVERY))
+            .into_par_iter()
+            .filter_map(|row| {
+                let name = format!("{}, row {row}", path.display());
+                let result = dataset.image_bytes(row).and_then(|bytes| decode_rgba(bytes, &name));
+                bar.inc(1);
+                result.err().map(|e| (row, e.to_string()))
+            })
+            .collect();
+        unreadable.extend(chunk);
+        dataset.table.release_pages();
+    }
     bar.finish_and_clear();
     unreadable.sort();
     Ok(FileReport {

@@ -134,6 +134,9 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
+        for ds in &self.dataset.sets {
+            ds.table.release_pages();
+        }
         if samples.is_empty() {
             return Err(Error::input("batch", format!("every image of samples {indices:?} is unreadable")));
         }
