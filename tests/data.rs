@@ -1,15 +1,17 @@
 //! Input pipeline tests: Pillow-exact decoding and CLIP transform against the goldens,
 //! tokenizer equality, MLM masking statistics, Arrow datasets, batching and `m3ae data check`.
+/// The loader's tests, under tests/data/.
+mod data {
+    pub mod loader;
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use m3ae::data::check;
-use m3ae::data::collate::Collator;
 use m3ae::data::dataset::{Dataset, DatasetKind};
 use m3ae::data::image_io::{decode_rgba, open_rgba};
-use m3ae::data::loader::{Loader, LoaderConfig};
 use m3ae::data::mlm::{MaskingMode, MlmMasker, IGNORE_INDEX};
 use m3ae::data::preprocess_set;
 use m3ae::data::tokenizer::TextTokenizer;
@@ -22,7 +24,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fixtures() -> PathBuf {
+pub fn fixtures() -> PathBuf {
     root().join("tests/fixtures/data")
 }
 
@@ -36,7 +38,7 @@ fn pixel_error(port: &Tensor, golden: &Tensor) -> f64 {
     ((port - golden) * std).abs().max().double_value(&[])
 }
 
-fn toy_tokenizer(len: usize) -> TextTokenizer {
+pub fn toy_tokenizer(len: usize) -> TextTokenizer {
     TextTokenizer::load(&root().join("parity/preprocess/toy-roberta-tokenizer.json"), len).expect("toy tokenizer")
 }
 
@@ -257,92 +259,8 @@ fn arrow_datasets_index_one_sample_per_text() {
     assert!(bad.contains("`answer_scores`") && bad.contains("missing"), "{bad}");
 }
 
-fn loader(name: &str, workers: usize, config: impl Fn(&mut LoaderConfig)) -> Loader {
-    let ds = Dataset::open(&fixtures().join("arrow").join(name), "p_meth_label").unwrap();
-    let tok = Arc::new(toy_tokenizer(16));
-    let masker = MlmMasker { probability: 0.15, mode: MaskingMode::Upstream, mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
-    let mut cfg = LoaderConfig { batch_size: 2, shuffle: true, seed: 3, workers, prefetch: 2, draw_false_image: 1, draw_false_text: 0, drop_last: false };
-    config(&mut cfg);
-    let transforms = vec![Transform { kind: TransformKind::ClipRandAug, size: 32 }];
-    Loader::new(ds, tok, transforms, Collator { masker, vqa_label_size: 4 }, cfg, 0).unwrap()
-}
-
-#[test]
-fn loader_batches_are_reproducible_across_workers() {
-    let collect = |workers| -> Vec<(Vec<usize>, Tensor, Tensor)> {
-        loader("roco_train.arrow", workers, |_| {})
-            .map(|b| b.unwrap())
-            .map(|b| (b.indices.clone(), b.image[0].shallow_clone(), b.text.ids_mlm.shallow_clone()))
-            .collect()
-    };
-    let (one, three) = (collect(1), collect(3));
-    assert_eq!(one.len(), 3);
-    let mut seen: Vec<usize> = one.iter().flat_map(|b| b.0.clone()).collect();
-    seen.sort();
-    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
-    for (a, b) in one.iter().zip(&three) {
-        assert_eq!(a.0, b.0);
-        assert!(a.1.equal(&b.1) && a.2.equal(&b.2));
-    }
-    let batch = loader("roco_train.arrow", 2, |_| {}).next().unwrap().unwrap();
-    assert_eq!(batch.image[0].size(), [2, 3, 32, 32]);
-    assert_eq!(batch.false_images[0][0].size(), [2, 3, 32, 32]);
-    let (itm_images, itm_labels) = batch.itm(&mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-    assert_eq!((itm_images[0].size(), itm_labels.sum(tch::Kind::Int64).int64_value(&[])), (vec![2, 3, 32, 32], 1));
-}
-
 /// Randomness is per sample: a sample's augmented image, false image, MLM masking and MIM
 /// noise are the same whatever batch it lands in.
-#[test]
-fn a_samples_draws_do_not_depend_on_the_batch_size() {
-    let per_sample = |batch_size| -> Vec<(usize, Tensor, Tensor, Tensor, Tensor)> {
-        let mut out = Vec::new();
-        for b in loader("roco_train.arrow", 2, |c| c.batch_size = batch_size) {
-            let b = b.unwrap();
-            let noise = b.mim_noise(4);
-            for (i, &index) in b.indices.iter().enumerate() {
-                let i = i as i64;
-                out.push((index, b.image[0].get(i), b.false_images[0][0].get(i), b.text.ids_mlm.get(i), noise.get(i)));
-            }
-        }
-        out.sort_by_key(|s| s.0);
-        out
-    };
-    let (ones, threes) = (per_sample(1), per_sample(3));
-    assert_eq!(ones.len(), 5);
-    for (a, b) in ones.iter().zip(&threes) {
-        assert_eq!(a.0, b.0);
-        assert!(a.1.equal(&b.1) && a.2.equal(&b.2) && a.3.equal(&b.3) && a.4.equal(&b.4), "sample {}", a.0);
-    }
-    // and the draws differ between samples
-    assert!(!ones[0].4.equal(&ones[1].4));
-}
-
-#[test]
-fn loader_skips_unreadable_images_and_builds_targets() {
-    let mut val = loader("roco_val.arrow", 2, |c| {
-        c.batch_size = 3;
-        c.draw_false_image = 0;
-    });
-    let batch = val.next().unwrap().unwrap();
-    assert_eq!(batch.indices, vec![0]);
-    let mut skipped: Vec<usize> = val.skipped().iter().map(|s| s.index).collect();
-    skipped.sort();
-    assert_eq!(skipped, vec![1, 2]);
-
-    let mut vqa = loader("vqa_vqa_rad_train.arrow", 1, |c| {
-        c.shuffle = false;
-        c.batch_size = 3;
-        c.draw_false_text = 2;
-    });
-    let b = vqa.next().unwrap().unwrap();
-    let targets = Tensor::from_slice(&[1f32, 0., 0., 0., 0., 0., 0., 1., 0., 0., 1., 0.]).view([3, 4]);
-    assert!(b.vqa_targets.as_ref().unwrap().equal(&targets));
-    assert_eq!(Vec::<i64>::try_from(b.answer_types.as_ref().unwrap()).unwrap(), vec![0, 1, 1]);
-    assert_eq!(b.irtr_text_ids().size(), [3, 3, 16]);
-    assert!(b.irtr_text_ids().select(1, 0).equal(&b.text.ids));
-}
-
 #[test]
 fn transforms_random_variants_only_for_train() {
     assert_eq!(TransformKind::parse("clip_randaug").unwrap().for_split("val"), TransformKind::Clip);
@@ -393,6 +311,7 @@ fn data_check_reports_files_and_exit_codes() {
     assert_eq!(run(&["data", "check", dir.to_str().unwrap(), "--strict"]).status.code(), Some(1));
     assert_eq!(run(&["data", "check", dir.join("bad").to_str().unwrap()]).status.code(), Some(1));
 }
+
 
 /// Inputs the image fuzz target found (fuzz/README.md): DICOM files of a few kilobytes whose
 /// element headers declare more bytes than the file holds. dicom-rs allocates each value at
