@@ -193,3 +193,35 @@ fn bad_set_directories_are_clear_errors() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// `--cuda` is never a quiet CPU run: without a usable GPU it is an error (exit 2); with one,
+/// the table names the CUDA device it ran on.
+#[test]
+fn cuda_flag_is_honest_about_the_device() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae")).args(["--cuda", "parity"]).arg(parity_dir().join("tiny-b")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if tch::Cuda::is_available() {
+        assert!(text.contains("parity set `tiny-b` on cuda:0"), "{text}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(text.contains("--cuda: no usable CUDA device"), "{text}");
+    }
+    // on the CPU the table says so
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae")).args(["parity"]).arg(parity_dir().join("tiny-b")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("parity set `tiny-b` on cpu"));
+}
+
+/// A misspelt `--set` key stops `convert` before anything is read, naming the closest key.
+#[test]
+fn convert_refuses_a_misspelt_key() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae"))
+        .args(["convert"])
+        .arg(parity_dir().join("tiny-b/model.ckpt"))
+        .arg(std::env::temp_dir().join(format!("m3ae-misspelt-{}", std::process::id())))
+        .args(["--set", "mim_layr=3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown key `mim_layr`; did you mean `mim_layer`?"), "{err}");
+}
