@@ -332,7 +332,8 @@ fn bad_input_stops_with_an_error_that_names_it() {
 }
 
 /// fp16's dynamic loss scaling follows GradScaler: ×½ on an overflow (the step is skipped),
-/// ×2 after 2000 good steps; the CPU always computes in fp32, and bf16 is refused on CUDA.
+/// ×2 after 2000 good steps; the CPU always computes in fp32; bf16 sets CUDA autocast's dtype
+/// through the C++ shim (checked by reading it back).
 #[test]
 fn loss_scaler_follows_grad_scaler() {
     use m3ae::train::precision::{compute_mode, Compute, LossScaler, GROWTH_INTERVAL};
@@ -349,8 +350,13 @@ fn loss_scaler_follows_grad_scaler() {
     let c = m3ae::M3aeConfig { precision: m3ae::config::Precision::Bits(16), ..Default::default() };
     assert_eq!(compute_mode(&c, Device::Cpu).unwrap(), Compute::Fp32);
     assert_eq!(compute_mode(&c, Device::Cuda(0)).unwrap(), Compute::Fp16Autocast);
+    assert!(!m3ae::train::precision::cuda_autocast_is_bf16(), "fp16 is autocast's default");
     let bf = m3ae::M3aeConfig { precision: m3ae::config::Precision::Named("bf16".into()), ..Default::default() };
-    assert!(compute_mode(&bf, Device::Cuda(0)).unwrap_err().to_string().contains("bf16"));
+    assert_eq!(compute_mode(&bf, Device::Cpu).unwrap(), Compute::Fp32);
+    assert_eq!(compute_mode(&bf, Device::Cuda(0)).unwrap(), Compute::Bf16Autocast);
+    assert!(m3ae::train::precision::cuda_autocast_is_bf16(), "the shim set CUDA autocast to bf16");
+    m3ae::train::precision::set_cuda_autocast_dtype(false).unwrap();
+    assert!(!m3ae::train::precision::cuda_autocast_is_bf16());
     let bad = m3ae::M3aeConfig { precision: m3ae::config::Precision::Bits(8), ..Default::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("precision"));
 }

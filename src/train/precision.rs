@@ -1,8 +1,8 @@
 //! Mixed precision on CUDA: `precision=16` runs each forward and backward under autocast
 //! (fp16) with dynamic loss scaling, as PyTorch's `GradScaler` (initial scale 2¹⁶, ×2 after
-//! 2000 steps without overflow, ×½ and the step skipped on an inf or NaN gradient). CPU runs
-//! compute in fp32. `precision="bf16"` needs autocast's dtype switch, which tch does not
-//! expose: it is refused with a message until the c10 shim provides it.
+//! 2000 steps without overflow, ×½ and the step skipped on an inf or NaN gradient);
+//! `precision="bf16"` runs under bf16 autocast without scaling (autocast's dtype is set by the
+//! C++ shim `autocast.cpp`: tch 0.24 does not expose it). CPU runs compute in fp32.
 use serde::{Deserialize, Serialize};
 
 use crate::config::{M3aeConfig, PrecisionMode};
@@ -21,6 +21,35 @@ pub enum Compute {
     Fp32,
     /// CUDA autocast fp16 with loss scaling.
     Fp16Autocast,
+    /// CUDA autocast bf16.
+    Bf16Autocast,
+}
+
+impl Compute {
+    /// Whether forwards and backwards run under autocast.
+    pub fn autocast(self) -> bool {
+        self != Compute::Fp32
+    }
+}
+
+extern "C" {
+    fn m3ae_set_cuda_autocast_dtype(bf16: i32) -> i32;
+    fn m3ae_cuda_autocast_dtype_is_bf16() -> i32;
+}
+
+/// Sets CUDA autocast's dtype: bf16, or fp16 (autocast's default).
+pub fn set_cuda_autocast_dtype(bf16: bool) -> Result<()> {
+    // SAFETY: a plain C call into libtorch's autocast state; it catches every C++ exception.
+    match unsafe { m3ae_set_cuda_autocast_dtype(i32::from(bf16)) } {
+        0 => Ok(()),
+        _ => Err(Error::Config("could not set CUDA autocast's dtype".into())),
+    }
+}
+
+/// Whether CUDA autocast computes in bf16 (else fp16).
+pub fn cuda_autocast_is_bf16() -> bool {
+    // SAFETY: as above.
+    unsafe { m3ae_cuda_autocast_dtype_is_bf16() == 1 }
 }
 
 /// The compute mode of `config` on `device`.
@@ -34,8 +63,14 @@ pub fn compute_mode(config: &M3aeConfig, device: tch::Device) -> Result<Compute>
     }
     match mode {
         PrecisionMode::Fp32 => Ok(Compute::Fp32),
-        PrecisionMode::Fp16 => Ok(Compute::Fp16Autocast),
-        PrecisionMode::Bf16 => Err(Error::Config("`precision`: \"bf16\" autocast needs autocast's dtype switch, which tch 0.24 does not expose; use 16 or 32".into())),
+        PrecisionMode::Fp16 => {
+            set_cuda_autocast_dtype(false)?;
+            Ok(Compute::Fp16Autocast)
+        }
+        PrecisionMode::Bf16 => {
+            set_cuda_autocast_dtype(true)?;
+            Ok(Compute::Bf16Autocast)
+        }
     }
 }
 

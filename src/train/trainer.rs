@@ -206,7 +206,7 @@ impl Fit {
                 let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
                 let fp16 = self.compute == Compute::Fp16Autocast;
                 let scale = if fp16 { self.state.scaler.scale } else { 1.0 };
-                let out = tch::autocast(fp16, || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
+                let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
                 for (name, v) in &out.losses {
                     if !v.is_finite() && !fp16 {
                         let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
