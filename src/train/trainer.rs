@@ -289,7 +289,13 @@ impl Fit {
                     since_log = (Instant::now(), 0);
                 }
                 if epoch_end {
-                    let values = train_metrics.wrapup("train", &c.loss_names, None);
+                    let mut values = train_metrics.wrapup("train", &c.loss_names, None);
+                    // unreadable images were left out of their batches: count them
+                    let skipped = loader.skipped().len() as u64;
+                    if skipped > 0 {
+                        self.state.unreadable_images += skipped;
+                        values.push(("train/unreadable_images".into(), skipped as f64));
+                    }
                     self.log.write(step, self.state.epoch, &values)?;
                 }
                 let done = step >= self.state.max_steps;
