@@ -221,6 +221,7 @@ def prepare_model(args):
     left_out = sorted(set(model.state_dict()) - set(sd))
     os.makedirs(args.out, exist_ok=True)
     save_file(sd, os.path.join(args.out, "model.safetensors"))
+    os.chmod(os.path.join(args.out, "model.safetensors"), 0o644)
     full = dict(config, language_encoder_config=lang, vision_encoder_config=vision)
     gen.write_json(os.path.join(args.out, "config.json"), full)
     n = sum(v.numel() for v in sd.values())
