@@ -319,9 +319,25 @@ fn data_check_reports_files_and_exit_codes() {
 /// element.
 #[test]
 fn fuzz_found_dicom_lengths_are_refused_before_allocation() {
-    for name in ["dicom-huge-element-1.bin", "dicom-huge-element-2.bin"] {
+    for name in ["dicom-huge-element-1.bin", "dicom-huge-element-2.bin", "dicom-huge-element-3.bin"] {
         let bytes = std::fs::read(fixtures().join("fuzz").join(name)).unwrap();
         let e = m3ae::data::image_io::decode_rgba(&bytes, name).unwrap_err().to_string();
         assert!(e.contains(name) && e.contains("declares") && e.contains("remain"), "{e}");
     }
+}
+
+/// Native pixel data shorter than Rows × Columns × samples × bytes is refused before dicom-rs
+/// sizes a frame buffer from the header: MR_small with its Rows (0028,0010) raised to 4096.
+#[test]
+fn dicom_pixel_data_shorter_than_its_header_is_refused() {
+    let tmp = std::env::temp_dir().join(format!("m3ae-dicom-short-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let path = pydicom_reference("MR_small.dcm", &tmp.join("mr")).with_extension("dcm");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let rows_tag = [0x28u8, 0x00, 0x10, 0x00, b'U', b'S', 0x02, 0x00];
+    let at = bytes.windows(8).position(|w| w == rows_tag).expect("MR_small states Rows in explicit VR");
+    bytes[at + 8..at + 10].copy_from_slice(&4096u16.to_le_bytes());
+    let e = decode_rgba(&bytes, "mr-tall.dcm").unwrap_err().to_string();
+    assert!(e.contains("pixel data holds") && e.contains("need"), "{e}");
+    std::fs::remove_dir_all(&tmp).ok();
 }

@@ -7,8 +7,11 @@
 //! exceeds the bytes left. Undefined lengths (sequences, items, encapsulated pixel data) are
 //! walked into; a deflated data set is left to dicom-rs.
 
-/// VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length.
-const LONG_VRS: &[&[u8; 2]] = &[b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UR", b"UT", b"UN", b"UV"];
+/// VRs whose explicit-VR header has a 2-byte length (PS3.5 7.1.2). Every other VR, an
+/// unknown one included (dicom-rs reads it as UN), has 2 reserved bytes and a 4-byte length.
+const SHORT_VRS: &[&[u8; 2]] = &[
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+];
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
@@ -36,13 +39,13 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
             (8, u32_at(&rest[4..]))
         } else if explicit || in_meta {
             let vr = [rest[4], rest[5]];
-            if LONG_VRS.iter().any(|v| **v == vr) {
+            if SHORT_VRS.iter().any(|v| **v == vr) {
+                (8, u32::from(u16_at(&rest[6..])))
+            } else {
                 if rest.len() < 12 {
                     return Err(format!("truncated element header at byte {pos}"));
                 }
                 (12, u32_at(&rest[8..]))
-            } else {
-                (8, u32::from(u16_at(&rest[6..])))
             }
         } else {
             (8, u32_at(&rest[4..]))

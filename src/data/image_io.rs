@@ -159,6 +159,17 @@ fn decode_dicom(bytes: &[u8], name: &str) -> Result<RgbaImage> {
     };
     let (w, h) = (dim("Columns")?, dim("Rows")?);
     check_size(name, w, h)?;
+    // native (uncompressed) pixel data must hold every sample the header promises: dicom-rs
+    // sizes its buffers from the header, so a short element would cost a frame-sized allocation
+    let pixels = obj.element(dicom_object::Tag(0x7FE0, 0x0010)).map_err(|e| image_error(name, e))?;
+    if let dicom_core::value::Value::Primitive(v) = pixels.value() {
+        let opt = |tag: &str, default: u64| obj.element_by_name(tag).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(default);
+        let need = w * h * opt("SamplesPerPixel", 1) * opt("BitsAllocated", 8).div_ceil(8);
+        let have = v.calculate_byte_len() as u64;
+        if have < need {
+            return Err(image_error(name, format!("pixel data holds {have} bytes, {w}x{h} pixels need {need}")));
+        }
+    }
     let pixel = obj.decode_pixel_data_frame(0).map_err(|e| image_error(name, e))?;
     let photometric = pixel.photometric_interpretation().clone();
     let (w, h) = (pixel.columns(), pixel.rows());
