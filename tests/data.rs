@@ -341,3 +341,19 @@ fn dicom_pixel_data_shorter_than_its_header_is_refused() {
     assert!(e.contains("pixel data holds") && e.contains("need"), "{e}");
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// An input the Arrow fuzz target found: a record batch whose column buffer lies outside the
+/// message body. arrow-rs slices it without a check and panics; the reader checks every buffer
+/// of a message first and names the block. (The fixture's first byte is the fuzz target's
+/// file-name choice.)
+#[test]
+fn fuzz_found_arrow_buffer_outside_its_body_is_an_error() {
+    let bytes = std::fs::read(fixtures().join("fuzz/arrow-buffer-outside-body.bin")).unwrap();
+    let dir = std::env::temp_dir().join(format!("m3ae-arrow-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("irtr_roco_test.arrow");
+    std::fs::write(&path, &bytes[1..]).unwrap();
+    let e = Dataset::open(&path, "p_meth_label").err().expect("a buffer outside the body is an error").to_string();
+    assert!(e.contains("irtr_roco_test.arrow") && e.contains("lies outside"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

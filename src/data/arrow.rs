@@ -11,7 +11,7 @@ use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatc
 use arrow_buffer::Buffer;
 use arrow_ipc::convert::fb_to_schema;
 use arrow_ipc::reader::{read_footer_length, FileDecoder};
-use arrow_ipc::{root_as_footer, Block};
+use arrow_ipc::{root_as_footer, root_as_message, Block, MessageHeader};
 use arrow_schema::DataType;
 
 use crate::{Error, Result};
@@ -27,6 +27,30 @@ pub struct ArrowFile {
     rows: Vec<(usize, usize)>,
     /// The mapping the columns point into.
     map: std::sync::Arc<memmap2::Mmap>,
+}
+
+/// Checks an IPC message (`meta` bytes of metadata, then `body` bytes) before arrow-rs decodes
+/// it: a metadata prefix it can parse, and every buffer of the record or dictionary batch
+/// inside the body.
+fn check_message(data: &[u8], meta: usize, body: usize) -> std::result::Result<(), String> {
+    if meta < 8 || meta > data.len() {
+        return Err(format!("metadata of {meta} bytes"));
+    }
+    // an optional 0xFFFFFFFF continuation marker, then the 4-byte length, then the flatbuffer
+    let fb = if data[..4] == [0xFF; 4] { &data[8..meta] } else { &data[4..meta] };
+    let message = root_as_message(fb).map_err(|e| format!("message: {e}"))?;
+    let buffers = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch().and_then(|b| b.buffers()),
+        MessageHeader::DictionaryBatch => message.header_as_dictionary_batch().and_then(|d| d.data()).and_then(|b| b.buffers()),
+        _ => None,
+    };
+    for (i, b) in buffers.iter().flatten().enumerate() {
+        let end = u64::try_from(b.offset()).ok().zip(u64::try_from(b.length()).ok()).and_then(|(o, l)| o.checked_add(l));
+        if end.is_none_or(|e| e > body as u64) {
+            return Err(format!("buffer {i} (offset {}, length {}) lies outside the {body}-byte body", b.offset(), b.length()));
+        }
+    }
+    Ok(())
 }
 
 /// The IPC file format's leading and trailing magic, `ARROW1`.
@@ -61,11 +85,16 @@ impl ArrowFile {
         let mut decoder = FileDecoder::new(schema, footer.version());
         let block_data = |block: &Block, what: &str| -> Result<Buffer> {
             let start = usize::try_from(block.offset()).ok();
-            let size = usize::try_from(block.metaDataLength()).ok().zip(usize::try_from(block.bodyLength()).ok()).and_then(|(m, b)| m.checked_add(b));
-            match (start, size) {
-                (Some(s), Some(n)) if s.checked_add(n).is_some_and(|end| end <= footer_start) => Ok(buffer.slice_with_length(s, n)),
-                _ => Err(bad(format!("{what} block at {} (+{} +{}) lies outside the file", block.offset(), block.metaDataLength(), block.bodyLength()))),
-            }
+            let (meta, body) = (usize::try_from(block.metaDataLength()).ok(), usize::try_from(block.bodyLength()).ok());
+            let size = meta.zip(body).and_then(|(m, b)| m.checked_add(b));
+            let data = match (start, size) {
+                (Some(s), Some(n)) if s.checked_add(n).is_some_and(|end| end <= footer_start) => buffer.slice_with_length(s, n),
+                _ => return Err(bad(format!("{what} block at {} (+{} +{}) lies outside the file", block.offset(), block.metaDataLength(), block.bodyLength()))),
+            };
+            // arrow-rs slices each column buffer out of the body without checking its range
+            // (it panics on a bad one): check the message's buffers first
+            check_message(&data, meta.unwrap_or(0), body.unwrap_or(0)).map_err(|why| bad(format!("{what} block at {}: {why}", block.offset())))?;
+            Ok(data)
         };
         for (d, block) in footer.dictionaries().iter().flatten().enumerate() {
             decoder.read_dictionary(block, &block_data(block, "dictionary")?).map_err(|e| bad(format!("dictionary {d}: {e}")))?;
