@@ -22,13 +22,13 @@
 #   --rounds      PyTorch/Rust pairs, alternating which side goes first (default 1)
 #   --upstream    upstream M3AE checkout, the folder holding m3ae/ (default $M3AE_UPSTREAM
 #                 or /tmp/m3ae-upstream)
-#   --dir         work folder: data-n<N>/, model-<size>-<px>/, results-<size>/ (default
+#   --dir         work folder: data-n<N>/, model-<size>-<px>/, results-…/ (default
 #                 /tmp/m3ae-finetune-bench)
 #   --notes       also append the table to bench/NOTES.md
 # Environment: PYTHON (default .venv/bin/python), M3AE_BIN (default target/release/m3ae;
 #   copied into the results folder first, so a rebuild during the run changes nothing),
 #   BENCH_TIMEOUT seconds per process (default 1800).
-# Writes DIR/results-<size>/{py,rust}_<round>.json (+ _time.txt, _tree.json, .log), the
+# Writes DIR/results-<size>-<px>px-b<B>-t<T>-w<W>/{py,rust}_<round>.json (+ _time.txt, _tree.json, .log), the
 # Markdown table to bench/finetune_latest.md (also printed).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,7 +85,7 @@ if [ ! -s "$model/manifest.json" ]; then
   "$py" "$script" prepare-model --upstream "$upstream" --out "$model" --size "$size" --image-size "$image_size"
 fi
 
-res="$dir/results-$size"
+res="$dir/results-$size-${image_size}px-b$batch-t$threads-w$workers"
 rm -rf "$res"
 mkdir -p "$res"
 bin="$res/m3ae"

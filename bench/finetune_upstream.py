@@ -35,6 +35,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -423,7 +424,7 @@ def report(args):
             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     if len(ratios) > 1:
-        out += ["", f"Median ratio over {len(ratios)} rounds: {sorted(ratios)[len(ratios) // 2]:.2f}x "
+        out += ["", f"Median ratio over {len(ratios)} rounds: {statistics.median(ratios):.2f}x "
                 f"(all: {', '.join(f'{x:.2f}' for x in ratios)})."]
     out += ["", "samples/s: timed steps x batch / their summed step times (each from the end of the previous "
             "step, so the wait for the batch counts). Peak RSS: /usr/bin/time %M of the process (for PyTorch, "

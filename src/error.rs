@@ -58,11 +58,6 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
-    /// A checkpoint tensor whose shape differs from the model's, with the config key to set.
-    pub fn shape(path: impl Into<PathBuf>, key: &str, expected: &[i64], found: &[i64]) -> Self {
-        let config_key = crate::config::from_weights::config_key_for(key);
-        Error::ShapeMismatch { path: path.into(), key: key.into(), expected: expected.to_vec(), found: found.to_vec(), config_key }
-    }
     pub fn input(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Input { name: name.into(), reason: reason.into() }
     }

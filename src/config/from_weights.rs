@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::{M3aeConfig, VisionEncoderConfig};
 use crate::error::{Error, Result};
-use crate::weights::Shapes;
+
+/// Tensor name -> shape: what a config is read from when a checkpoint does not state it.
+pub type Shapes = std::collections::BTreeMap<String, Vec<i64>>;
 
 fn need<'a>(shapes: &'a Shapes, key: &str, source: &Path) -> Result<&'a [i64]> {
     shapes.get(key).map(Vec::as_slice).ok_or_else(|| Error::MissingTensor { path: source.into(), key: key.into() })

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::from_weights::text_shape;
 use super::{M3aeConfig, TextEncoderConfig};
 use crate::error::{Error, Result};
-use crate::weights::Shapes;
+use super::from_weights::Shapes;
 
 /// Where the RoBERTa config came from.
 #[derive(Debug, Clone, PartialEq)]

@@ -47,7 +47,7 @@ pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, spli
     for (n, batch) in loader.by_ref().enumerate() {
         let batch = batch?;
         // upstream draws MIM noise and ITM pairings in evaluation too: keyed by (seed, batch)
-        tch::manual_seed(super::trainer::stream_seed(c.seed, u64::MAX, n as u64));
+        tch::manual_seed(super::step::stream_seed(c.seed, u64::MAX, n as u64));
         run_micro(model, None, &batch, task, metrics, &mut rng)?;
         bar.inc(1);
     }

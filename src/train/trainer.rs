@@ -25,7 +25,7 @@ use super::metrics::{Named, PhaseMetrics};
 use super::optim::{lr_factor, AdamW, Gradients};
 use super::setup::{build_model, check_runnable, resolve, Built, Pipeline, SplitData};
 use super::state::{self, TrainerState};
-use super::step::run_micro_scaled;
+use super::step::{run_micro_scaled, stream_seed};
 use super::task::Task;
 use crate::config::keys::build_config;
 use super::precision::{compute_mode, Compute};
@@ -47,14 +47,6 @@ fn install_sigint() {
     }
 }
 
-/// The seed of torch's generator for micro-batch `micro` of optimizer step `step`.
-pub fn stream_seed(seed: u64, step: u64, micro: u64) -> i64 {
-    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    // splitmix64 finaliser
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((x ^ (x >> 31)) >> 1) as i64
-}
 
 /// A run's options, as the CLI gives them.
 #[derive(Debug, Clone)]

@@ -136,7 +136,7 @@ pub fn fit_to_model_with(config: &M3aeConfig, mut sd: StateDict, source: &Path, 
         let dim = *table.size().last().unwrap_or(&0);
         if table.size() != [1, grid * grid + 1, dim] {
             if dim <= 0 || dim % 4 != 0 {
-                return Err(Error::shape(source, DECODER_POS_KEY, &[1, grid * grid + 1, dim], &table.size()));
+                return Err(strict::shape_error(source, DECODER_POS_KEY, &[1, grid * grid + 1, dim], &table.size()));
             }
             sd.insert(DECODER_POS_KEY.into(), sincos_2d(dim, grid, Device::Cpu).f_unsqueeze(0)?.f_to_kind(table.kind())?); // [1, 1+g², D]
             report.regenerated.push(DECODER_POS_KEY.into());

@@ -23,8 +23,7 @@ pub use strict::{ModelSpec, ParamSpec};
 /// A state_dict: upstream key -> tensor.
 pub type StateDict = BTreeMap<String, Tensor>;
 
-/// Tensor name -> shape: what configs are read from when a checkpoint does not state them.
-pub type Shapes = BTreeMap<String, Vec<i64>>;
+pub use crate::config::from_weights::Shapes;
 
 /// Keys upstream checkpoints carry that no module reads (transformers 4.6 saved this buffer).
 pub const KNOWN_UNUSED: &[&str] = &["language_encoder.embeddings.position_ids"];

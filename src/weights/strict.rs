@@ -30,10 +30,17 @@ pub enum Fit {
     Cast,
 }
 
+/// A checkpoint tensor whose shape differs from the model's, naming both sides and the config
+/// key that sets it.
+pub fn shape_error(path: &Path, key: &str, expected: &[i64], found: &[i64]) -> Error {
+    let config_key = crate::config::from_weights::config_key_for(key);
+    Error::ShapeMismatch { path: path.into(), key: key.into(), expected: expected.to_vec(), found: found.to_vec(), config_key }
+}
+
 /// Checks one source tensor (`shape`, `kind`) against what the model expects for `key`.
 pub fn check(key: &str, want: &ParamSpec, shape: &[i64], kind: Kind, source: &Path) -> Result<Fit> {
     if shape != want.shape.as_slice() {
-        return Err(Error::shape(source, key, &want.shape, shape));
+        return Err(shape_error(source, key, &want.shape, shape));
     }
     if kind == want.kind {
         return Ok(Fit::Exact);
