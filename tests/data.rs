@@ -342,18 +342,21 @@ fn dicom_pixel_data_shorter_than_its_header_is_refused() {
     std::fs::remove_dir_all(&tmp).ok();
 }
 
-/// An input the Arrow fuzz target found: a record batch whose column buffer lies outside the
-/// message body. arrow-rs slices it without a check and panics; the reader checks every buffer
-/// of a message first and names the block. (The fixture's first byte is the fuzz target's
-/// file-name choice.)
+/// Inputs the Arrow fuzz target found (the fixture's first byte is the target's file-name
+/// choice): a record batch whose column buffer lies outside the message body, which arrow-rs
+/// slices without a check and panics on (the reader checks every buffer of a message first).
+/// And one whose schema holds a field of type NONE, on which arrow-rs's schema conversion
+/// panics (`unimplemented!`): the reader accepts only the column types upstream's tables use.
 #[test]
-fn fuzz_found_arrow_buffer_outside_its_body_is_an_error() {
-    let bytes = std::fs::read(fixtures().join("fuzz/arrow-buffer-outside-body.bin")).unwrap();
+fn fuzz_found_arrow_files_are_errors_not_panics() {
     let dir = std::env::temp_dir().join(format!("m3ae-arrow-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("irtr_roco_test.arrow");
-    std::fs::write(&path, &bytes[1..]).unwrap();
-    let e = Dataset::open(&path, "p_meth_label").err().expect("a buffer outside the body is an error").to_string();
-    assert!(e.contains("irtr_roco_test.arrow") && e.contains("lies outside"), "{e}");
+    for (fixture, expect) in [("arrow-buffer-outside-body.bin", "lies outside"), ("arrow-schema-type-none.bin", "type NONE is not one upstream's tables use")] {
+        let bytes = std::fs::read(fixtures().join("fuzz").join(fixture)).unwrap();
+        let path = dir.join("irtr_roco_test.arrow");
+        std::fs::write(&path, &bytes[1..]).unwrap();
+        let e = Dataset::open(&path, "p_meth_label").err().expect("an error").to_string();
+        assert!(e.contains("irtr_roco_test.arrow") && e.contains(expect), "{fixture}: {e}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -29,6 +29,36 @@ pub struct ArrowFile {
     map: std::sync::Arc<memmap2::Mmap>,
 }
 
+/// Deepest list nesting accepted (upstream's deepest column is a list of lists).
+const MAX_NESTING: usize = 8;
+
+/// The column types upstream's pandas-written tables use, each fully formed: binary and
+/// string (large or not), bool, integers of 8–64 bits, floats, and lists of these (one child).
+/// Anything else (dictionaries, unions, decimals, …) is refused with its name.
+fn check_field(f: &arrow_ipc::Field, depth: usize) -> std::result::Result<(), String> {
+    use arrow_ipc::{Precision, Type};
+    if depth > MAX_NESTING {
+        return Err(format!("nested deeper than {MAX_NESTING} lists"));
+    }
+    if f.dictionary().is_some() {
+        return Err("dictionary-encoded columns are not supported".into());
+    }
+    let ok = match f.type_type() {
+        Type::Binary | Type::LargeBinary | Type::Utf8 | Type::LargeUtf8 | Type::Bool | Type::Null => true,
+        Type::Int => f.type_as_int().is_some_and(|i| matches!(i.bitWidth(), 8 | 16 | 32 | 64)),
+        Type::FloatingPoint => f.type_as_floating_point().is_some_and(|x| matches!(x.precision(), Precision::HALF | Precision::SINGLE | Precision::DOUBLE)),
+        Type::List | Type::LargeList => {
+            let children = f.children().ok_or("a list without its child")?;
+            if children.len() != 1 {
+                return Err(format!("a list with {} children", children.len()));
+            }
+            return check_field(&children.get(0), depth + 1);
+        }
+        t => return Err(format!("type {t:?} is not one upstream's tables use")),
+    };
+    if ok { Ok(()) } else { Err(format!("malformed {:?} type", f.type_type())) }
+}
+
 /// Checks an IPC message (`meta` bytes of metadata, then `body` bytes) before arrow-rs decodes
 /// it: a metadata prefix it can parse, and every buffer of the record or dictionary batch
 /// inside the body.
@@ -81,6 +111,12 @@ impl ArrowFile {
         let footer_start = len.checked_sub(10 + footer_len).filter(|&s| s >= MAGIC.len()).ok_or_else(|| bad(format!("footer of {footer_len} bytes does not fit")))?;
         let footer = root_as_footer(&buffer[footer_start..len - 10]).map_err(|e| bad(format!("footer: {e}")))?;
         let schema = footer.schema().ok_or_else(|| bad("footer has no schema".into()))?;
+        // arrow-rs converts a schema with `panic!` on what it does not support: accept only
+        // the column types upstream's tables use, each fully formed, before converting
+        let fields = schema.fields().ok_or_else(|| bad("schema has no fields".into()))?;
+        for f in fields.iter() {
+            check_field(&f, 0).map_err(|why| bad(format!("column `{}`: {why}", f.name().unwrap_or("?"))))?;
+        }
         let schema = std::sync::Arc::new(fb_to_schema(schema));
         let mut decoder = FileDecoder::new(schema, footer.version());
         let block_data = |block: &Block, what: &str| -> Result<Buffer> {
