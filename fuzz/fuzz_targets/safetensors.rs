@@ -11,8 +11,9 @@ thread_local! {
     static MODEL: nn::VarStore = {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let p = vs.root();
-        let _ = p.var("fc.weight", &[4, 3], nn::Init::Const(0.0));
-        let _ = p.var("fc.bias", &[4], nn::Init::Const(0.0));
+        let fc = &p / "fc";
+        let _ = fc.var("weight", &[4, 3], nn::Init::Const(0.0));
+        let _ = fc.var("bias", &[4], nn::Init::Const(0.0));
         let _ = p.add("steps", tch::Tensor::zeros([2], (tch::Kind::Int64, tch::Device::Cpu)), false);
         vs
     };
