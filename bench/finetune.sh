@@ -101,15 +101,25 @@ EOF
 echo "== $(uptime)"
 
 # 2. Each side in its own process, /usr/bin/time for peak RSS, tree_rss.py beside it.
+measured_pid="" watcher_pid=""
+stop_measured() {  # on Ctrl-C / kill: end what this script started (timeout forwards to its child)
+  if [ -n "$measured_pid" ]; then
+    for c in $(cat /proc/"$measured_pid"/task/*/children 2>/dev/null); do kill "$c" 2>/dev/null || true; done
+  fi
+  [ -z "$watcher_pid" ] || kill "$watcher_pid" 2>/dev/null || true
+}
+trap 'stop_measured; exit 130' INT TERM
+
 measure() {  # name command... ; runs the command, samples its tree's memory
   local name="$1" rc=0; shift
   cut -d' ' -f1 /proc/loadavg >"$res/$name.loadavg"
   /usr/bin/time -f '%M %e' -o "$res/${name}_time.txt" timeout "$tmo" "$@" >"$res/$name.log" 2>&1 &
-  local pid=$!
-  "$py" "$root/bench/tree_rss.py" --pid "$pid" --out "$res/${name}_tree.json" &
-  local watcher=$!
-  wait "$pid" || rc=$?
-  wait "$watcher" || true
+  measured_pid=$!
+  "$py" "$root/bench/tree_rss.py" --pid "$measured_pid" --out "$res/${name}_tree.json" &
+  watcher_pid=$!
+  wait "$measured_pid" || rc=$?
+  wait "$watcher_pid" || true
+  measured_pid="" watcher_pid=""
   return "$rc"
 }
 

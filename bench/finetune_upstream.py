@@ -392,7 +392,7 @@ def report(args):
         except (OSError, ValueError):
             return None
     header = ["workload", "PyTorch samples/s", "Rust samples/s", "ratio (Rust/PyTorch)", "PyTorch peak RSS MB",
-              "Rust peak RSS MB", "PyTorch / Rust tree PSS MB", "device", "threads", "workers", "model",
+              "Rust peak RSS MB", "PyTorch / Rust footprint MB", "device", "threads", "workers", "model",
               "batch", "image", "steps (warm-up+timed)", "load avg at start (PyTorch / Rust)"]
     rows, ratios = [], []
     meta = load("meta.json") or {}
@@ -411,7 +411,7 @@ def report(args):
         rows.append([f"finetune ({meta.get('size', '?')}, round {r})", fmt(ps, ".3f"), fmt(rsps, ".3f"),
                      fmt(ratio, ".2f") + ("x" if ratio else ""), fmt(p_rss, ".0f"),
                      fmt(rs and rs.get("peak_rss_mb"), ".0f"),
-                     f"{fmt(pt.get('peak_tree_pss_mb'), '.0f')} / {fmt(rt.get('peak_tree_pss_mb'), '.0f')}",
+                     f"{fmt(pt.get('peak_footprint_mb'), '.0f')} / {fmt(rt.get('peak_footprint_mb'), '.0f')}",
                      "cpu", str(meta.get("threads", any_side.get("torch_threads", "?"))),
                      str(meta.get("workers", any_side.get("workers", "?"))), meta.get("size", "?"),
                      str(any_side.get("batch", "?")), f"{meta.get('image_size', any_side.get('image_size', '?'))} px",
@@ -428,8 +428,10 @@ def report(args):
                 f"(all: {', '.join(f'{x:.2f}' for x in ratios)})."]
     out += ["", "samples/s: timed steps x batch / their summed step times (each from the end of the previous "
             "step, so the wait for the batch counts). Peak RSS: /usr/bin/time %M of the process (for PyTorch, "
-            "the largest of the main process and its DataLoader workers, not their sum); tree PSS: the largest "
-            "sum of PSS over the process and its children, sampled every 0.25 s by bench/tree_rss.py."]
+            "the largest of the main process and its DataLoader workers, not their sum). Footprint: the largest "
+            "value of the process's RSS plus its child processes' private memory (USS; PyTorch's DataLoader "
+            "workers, which share the model with the parent copy-on-write), sampled by bench/tree_rss.py "
+            "(RSS every 0.2 s, workers every 2 s)."]
     for r in rounds:
         py, rs = load(f"py_{r}.json"), load(f"rust_{r}.json")
         if py:

@@ -345,13 +345,20 @@ fn dicom_pixel_data_shorter_than_its_header_is_refused() {
 /// Inputs the Arrow fuzz target found (the fixture's first byte is the target's file-name
 /// choice): a record batch whose column buffer lies outside the message body, which arrow-rs
 /// slices without a check and panics on (the reader checks every buffer of a message first).
-/// And one whose schema holds a field of type NONE, on which arrow-rs's schema conversion
-/// panics (`unimplemented!`): the reader accepts only the column types upstream's tables use.
+/// One whose schema holds a field of type NONE, on which arrow-rs's schema conversion panics
+/// (`unimplemented!`): the reader accepts only the column types upstream's tables use. And one
+/// whose field node claims more nulls than rows, so arrow-rs asserts on the validity bitmap:
+/// every column's nodes and buffers are checked against its type first.
 #[test]
 fn fuzz_found_arrow_files_are_errors_not_panics() {
     let dir = std::env::temp_dir().join(format!("m3ae-arrow-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (fixture, expect) in [("arrow-buffer-outside-body.bin", "lies outside"), ("arrow-schema-type-none.bin", "type NONE is not one upstream's tables use")] {
+    let found = [
+        ("arrow-buffer-outside-body.bin", "lies outside"),
+        ("arrow-schema-type-none.bin", "type NONE is not one upstream's tables use"),
+        ("arrow-nulls-beyond-length.bin", "length 3 with 63232 nulls"),
+    ];
+    for (fixture, expect) in found {
         let bytes = std::fs::read(fixtures().join("fuzz").join(fixture)).unwrap();
         let path = dir.join("irtr_roco_test.arrow");
         std::fs::write(&path, &bytes[1..]).unwrap();

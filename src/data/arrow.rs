@@ -62,23 +62,65 @@ fn check_field(f: &arrow_ipc::Field, depth: usize) -> std::result::Result<(), St
 /// Checks an IPC message (`meta` bytes of metadata, then `body` bytes) before arrow-rs decodes
 /// it: a metadata prefix it can parse, and every buffer of the record or dictionary batch
 /// inside the body.
-fn check_message(data: &[u8], meta: usize, body: usize) -> std::result::Result<(), String> {
+fn check_message(data: &[u8], meta: usize, body: usize, schema: &[arrow_ipc::Field]) -> std::result::Result<(), String> {
     if meta < 8 || meta > data.len() {
         return Err(format!("metadata of {meta} bytes"));
     }
     // an optional 0xFFFFFFFF continuation marker, then the 4-byte length, then the flatbuffer
     let fb = if data[..4] == [0xFF; 4] { &data[8..meta] } else { &data[4..meta] };
     let message = root_as_message(fb).map_err(|e| format!("message: {e}"))?;
-    let buffers = match message.header_type() {
-        MessageHeader::RecordBatch => message.header_as_record_batch().and_then(|b| b.buffers()),
-        MessageHeader::DictionaryBatch => message.header_as_dictionary_batch().and_then(|d| d.data()).and_then(|b| b.buffers()),
+    let batch = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        // the schema has no dictionary-encoded column, so a dictionary batch has no reader
+        MessageHeader::DictionaryBatch => return Err("dictionary batches are not supported".into()),
         _ => None,
     };
-    for (i, b) in buffers.iter().flatten().enumerate() {
+    let Some(batch) = batch else { return Ok(()) };
+    if batch.compression().is_some() {
+        return Err("compressed IPC buffers are not supported (upstream's tables are uncompressed)".into());
+    }
+    let buffers: Vec<arrow_ipc::Buffer> = batch.buffers().iter().flatten().copied().collect();
+    for (i, b) in buffers.iter().enumerate() {
         let end = u64::try_from(b.offset()).ok().zip(u64::try_from(b.length()).ok()).and_then(|(o, l)| o.checked_add(l));
         if end.is_none_or(|e| e > body as u64) {
             return Err(format!("buffer {i} (offset {}, length {}) lies outside the {body}-byte body", b.offset(), b.length()));
         }
+    }
+    // every column's nodes and buffers, in the schema's pre-order, as arrow-rs will read them
+    let nodes: Vec<arrow_ipc::FieldNode> = batch.nodes().iter().flatten().copied().collect();
+    let (mut n, mut b) = (0usize, 0usize);
+    for f in schema {
+        check_layout(f, &nodes, &buffers, &mut n, &mut b)?;
+    }
+    Ok(())
+}
+
+/// Checks one column's field node (length, null count) and buffers: enough of them, and a
+/// validity bitmap covering every row wherever there are nulls (arrow-rs asserts that, and
+/// panics, before it validates anything).
+fn check_layout(f: &arrow_ipc::Field, nodes: &[arrow_ipc::FieldNode], buffers: &[arrow_ipc::Buffer], n: &mut usize, b: &mut usize) -> std::result::Result<(), String> {
+    use arrow_ipc::Type;
+    let name = f.name().unwrap_or("?");
+    let node = nodes.get(*n).ok_or_else(|| format!("column `{name}`: fewer field nodes than columns"))?;
+    *n += 1;
+    let (len, nulls) = (node.length(), node.null_count());
+    if len < 0 || nulls < 0 || nulls > len {
+        return Err(format!("column `{name}`: length {len} with {nulls} nulls"));
+    }
+    let count = match f.type_type() {
+        Type::Null => 0,
+        Type::Binary | Type::LargeBinary | Type::Utf8 | Type::LargeUtf8 => 3,
+        _ => 2, // validity + values or offsets
+    };
+    if *b + count > buffers.len() {
+        return Err(format!("column `{name}`: fewer buffers than its type needs"));
+    }
+    if count > 0 && nulls > 0 && (buffers[*b].length() as u64) * 8 < len as u64 {
+        return Err(format!("column `{name}`: a validity bitmap of {} bytes for {len} rows", buffers[*b].length()));
+    }
+    *b += count;
+    for child in f.children().iter().flatten() {
+        check_layout(&child, nodes, buffers, n, b)?;
     }
     Ok(())
 }
@@ -117,6 +159,7 @@ impl ArrowFile {
         for f in fields.iter() {
             check_field(&f, 0).map_err(|why| bad(format!("column `{}`: {why}", f.name().unwrap_or("?"))))?;
         }
+        let columns: Vec<arrow_ipc::Field> = fields.iter().collect();
         let schema = std::sync::Arc::new(fb_to_schema(schema));
         let mut decoder = FileDecoder::new(schema, footer.version());
         let block_data = |block: &Block, what: &str| -> Result<Buffer> {
@@ -129,7 +172,7 @@ impl ArrowFile {
             };
             // arrow-rs slices each column buffer out of the body without checking its range
             // (it panics on a bad one): check the message's buffers first
-            check_message(&data, meta.unwrap_or(0), body.unwrap_or(0)).map_err(|why| bad(format!("{what} block at {}: {why}", block.offset())))?;
+            check_message(&data, meta.unwrap_or(0), body.unwrap_or(0), &columns).map_err(|why| bad(format!("{what} block at {}: {why}", block.offset())))?;
             Ok(data)
         };
         for (d, block) in footer.dictionaries().iter().flatten().enumerate() {
