@@ -367,3 +367,13 @@ fn fuzz_found_arrow_files_are_errors_not_panics() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An input the image fuzz target found: a paletted PNG whose PLTE chunk ends mid-entry (49
+/// bytes). The png crate indexes past the partial entry and panics; the palette is checked
+/// first.
+#[test]
+fn fuzz_found_png_palette_is_an_error_not_a_panic() {
+    let bytes = std::fs::read(fixtures().join("fuzz/png-partial-palette-entry.bin")).unwrap();
+    let e = decode_rgba(&bytes, "palette.png").unwrap_err().to_string();
+    assert!(e.contains("palette.png") && e.contains("PLTE chunk of 49 bytes"), "{e}");
+}

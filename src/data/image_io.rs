@@ -91,8 +91,30 @@ fn decode_jpeg(bytes: &[u8], name: &str) -> Result<RgbaImage> {
     RgbaImage::from_raw(w as u32, h as u32, pixels).ok_or_else(|| image_error(name, "decoded buffer size mismatch"))
 }
 
+/// Checks a PNG's palette before the `png` crate reads it: a PLTE chunk must hold whole RGB
+/// entries, at most 256 (PNG spec 11.2.3). png 0.18 indexes past a partial entry and panics;
+/// the fuzz target found such a file.
+fn check_png_palette(bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut pos = 8; // the signature
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
+        let kind = &bytes[pos + 4..pos + 8];
+        if kind == b"PLTE" && (len % 3 != 0 || len > 3 * 256) {
+            return Err(format!("PLTE chunk of {len} bytes is not 1 to 256 RGB entries"));
+        }
+        if kind == b"IEND" {
+            break;
+        }
+        pos = pos.saturating_add(12).saturating_add(len); // length, type, data, CRC
+    }
+    Ok(())
+}
+
 /// PNG, TIFF or BMP through the `image` crate, converting samples the way Pillow does.
 fn decode_other(bytes: &[u8], format: ImageFormat, name: &str) -> Result<RgbaImage> {
+    if format == ImageFormat::Png {
+        check_png_palette(bytes).map_err(|e| image_error(name, e))?;
+    }
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions().map_err(|e| image_error(name, e))?;
     check_size(name, u64::from(w), u64::from(h))?;
