@@ -348,7 +348,8 @@ fn dicom_pixel_data_shorter_than_its_header_is_refused() {
 /// One whose schema holds a field of type NONE, on which arrow-rs's schema conversion panics
 /// (`unimplemented!`): the reader accepts only the column types upstream's tables use. And one
 /// whose field node claims more nulls than rows, so arrow-rs asserts on the validity bitmap:
-/// every column's nodes and buffers are checked against its type first.
+/// every column's nodes and buffers are checked against its type first. And one whose row
+/// count outruns its offsets buffer, which arrow-rs reads typed and asserts on.
 #[test]
 fn fuzz_found_arrow_files_are_errors_not_panics() {
     let dir = std::env::temp_dir().join(format!("m3ae-arrow-fuzz-{}", std::process::id()));
@@ -357,6 +358,7 @@ fn fuzz_found_arrow_files_are_errors_not_panics() {
         ("arrow-buffer-outside-body.bin", "lies outside"),
         ("arrow-schema-type-none.bin", "type NONE is not one upstream's tables use"),
         ("arrow-nulls-beyond-length.bin", "length 3 with 63232 nulls"),
+        ("arrow-misaligned-offsets.bin", "bytes of offsets or values for 140737488355331 rows"),
     ];
     for (fixture, expect) in found {
         let bytes = std::fs::read(fixtures().join("fuzz").join(fixture)).unwrap();
@@ -376,4 +378,13 @@ fn fuzz_found_png_palette_is_an_error_not_a_panic() {
     let bytes = std::fs::read(fixtures().join("fuzz/png-partial-palette-entry.bin")).unwrap();
     let e = decode_rgba(&bytes, "palette.png").unwrap_err().to_string();
     assert!(e.contains("palette.png") && e.contains("PLTE chunk of 49 bytes"), "{e}");
+}
+
+/// A DICOM file the image fuzz target found with BitsStored 143: dicom-pixeldata asserts
+/// (panics) on it; the pixel format is checked first.
+#[test]
+fn fuzz_found_dicom_pixel_format_is_an_error_not_a_panic() {
+    let bytes = std::fs::read(fixtures().join("fuzz/dicom-bits-stored-143.bin")).unwrap();
+    let e = decode_rgba(&bytes, "bits.dcm").unwrap_err().to_string();
+    assert!(e.contains("bits.dcm") && e.contains("BitsStored 143 is not a pixel format"), "{e}");
 }

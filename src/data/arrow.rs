@@ -85,6 +85,10 @@ fn check_message(data: &[u8], meta: usize, body: usize, schema: &[arrow_ipc::Fie
         if end.is_none_or(|e| e > body as u64) {
             return Err(format!("buffer {i} (offset {}, length {}) lies outside the {body}-byte body", b.offset(), b.length()));
         }
+        // IPC buffers are 8-byte aligned; arrow-rs asserts alignment where it reads them typed
+        if b.offset() % 8 != 0 {
+            return Err(format!("buffer {i} at offset {} is not 8-byte aligned", b.offset()));
+        }
     }
     // every column's nodes and buffers, in the schema's pre-order, as arrow-rs will read them
     let nodes: Vec<arrow_ipc::FieldNode> = batch.nodes().iter().flatten().copied().collect();
@@ -117,6 +121,20 @@ fn check_layout(f: &arrow_ipc::Field, nodes: &[arrow_ipc::FieldNode], buffers: &
     }
     if count > 0 && nulls > 0 && (buffers[*b].length() as u64) * 8 < len as u64 {
         return Err(format!("column `{name}`: a validity bitmap of {} bytes for {len} rows", buffers[*b].length()));
+    }
+    // the buffer after the bitmap holds offsets or values: arrow-rs reads it typed and asserts
+    // (panics) when it is shorter than the rows need
+    let rows = len as u64;
+    let need = match f.type_type() {
+        Type::Binary | Type::Utf8 | Type::List => (rows + 1) * 4,
+        Type::LargeBinary | Type::LargeUtf8 | Type::LargeList => (rows + 1) * 8,
+        Type::Bool => rows.div_ceil(8),
+        Type::Int => rows * f.type_as_int().map_or(8, |i| i.bitWidth() as u64 / 8),
+        Type::FloatingPoint => rows * f.type_as_floating_point().map_or(8, |x| if x.precision() == arrow_ipc::Precision::HALF { 2 } else if x.precision() == arrow_ipc::Precision::SINGLE { 4 } else { 8 }),
+        _ => 0,
+    };
+    if count > 1 && rows > 0 && (buffers[*b + 1].length() as u64) < need {
+        return Err(format!("column `{name}`: {} bytes of offsets or values for {len} rows (needs {need})", buffers[*b + 1].length()));
     }
     *b += count;
     for child in f.children().iter().flatten() {
@@ -172,6 +190,10 @@ impl ArrowFile {
             };
             // arrow-rs slices each column buffer out of the body without checking its range
             // (it panics on a bad one): check the message's buffers first
+            // the body starts at an 8-byte boundary of the file (and so of the page-aligned map)
+            if (start.unwrap_or(0) + meta.unwrap_or(0)) % 8 != 0 {
+                return Err(bad(format!("{what} block at {}: its body is not 8-byte aligned", block.offset())));
+            }
             check_message(&data, meta.unwrap_or(0), body.unwrap_or(0), &columns).map_err(|why| bad(format!("{what} block at {}: {why}", block.offset())))?;
             Ok(data)
         };

@@ -184,8 +184,13 @@ fn decode_dicom(bytes: &[u8], name: &str) -> Result<RgbaImage> {
     // native (uncompressed) pixel data must hold every sample the header promises: dicom-rs
     // sizes its buffers from the header, so a short element would cost a frame-sized allocation
     let pixels = obj.element(dicom_object::Tag(0x7FE0, 0x0010)).map_err(|e| image_error(name, e))?;
+    let opt = |tag: &str, default: u64| obj.element_by_name(tag).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(default);
+    // dicom-pixeldata asserts on these (and panics) rather than returning an error
+    let (allocated, stored) = (opt("BitsAllocated", 8), opt("BitsStored", 8));
+    if !matches!(allocated, 1 | 8 | 16 | 32 | 64) || stored == 0 || stored > 32 || stored > allocated {
+        return Err(image_error(name, format!("BitsAllocated {allocated} / BitsStored {stored} is not a pixel format")));
+    }
     if let dicom_core::value::Value::Primitive(v) = pixels.value() {
-        let opt = |tag: &str, default: u64| obj.element_by_name(tag).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(default);
         let need = w * h * opt("SamplesPerPixel", 1) * opt("BitsAllocated", 8).div_ceil(8);
         let have = v.calculate_byte_len() as u64;
         if have < need {
