@@ -349,7 +349,8 @@ fn dicom_pixel_data_shorter_than_its_header_is_refused() {
 /// (`unimplemented!`): the reader accepts only the column types upstream's tables use. And one
 /// whose field node claims more nulls than rows, so arrow-rs asserts on the validity bitmap:
 /// every column's nodes and buffers are checked against its type first. And one whose row
-/// count outruns its offsets buffer, which arrow-rs reads typed and asserts on.
+/// count outruns its offsets buffer, and one whose 64-bit offsets buffer is 28 bytes: arrow-rs
+/// views both as typed slices and asserts.
 #[test]
 fn fuzz_found_arrow_files_are_errors_not_panics() {
     let dir = std::env::temp_dir().join(format!("m3ae-arrow-fuzz-{}", std::process::id()));
@@ -359,6 +360,7 @@ fn fuzz_found_arrow_files_are_errors_not_panics() {
         ("arrow-schema-type-none.bin", "type NONE is not one upstream's tables use"),
         ("arrow-nulls-beyond-length.bin", "length 3 with 63232 nulls"),
         ("arrow-misaligned-offsets.bin", "bytes of offsets or values for 140737488355331 rows"),
+        ("arrow-partial-offsets.bin", "28 bytes is not a whole number of 8-byte offsets"),
     ];
     for (fixture, expect) in found {
         let bytes = std::fs::read(fixtures().join("fuzz").join(fixture)).unwrap();

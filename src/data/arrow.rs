@@ -119,22 +119,34 @@ fn check_layout(f: &arrow_ipc::Field, nodes: &[arrow_ipc::FieldNode], buffers: &
     if *b + count > buffers.len() {
         return Err(format!("column `{name}`: fewer buffers than its type needs"));
     }
-    if count > 0 && nulls > 0 && (buffers[*b].length() as u64) * 8 < len as u64 {
+    if count > 0 && nulls > 0 && (buffers[*b].length() as u64).saturating_mul(8) < len as u64 {
         return Err(format!("column `{name}`: a validity bitmap of {} bytes for {len} rows", buffers[*b].length()));
     }
     // the buffer after the bitmap holds offsets or values: arrow-rs reads it typed and asserts
     // (panics) when it is shorter than the rows need
     let rows = len as u64;
     let need = match f.type_type() {
-        Type::Binary | Type::Utf8 | Type::List => (rows + 1) * 4,
-        Type::LargeBinary | Type::LargeUtf8 | Type::LargeList => (rows + 1) * 8,
+        Type::Binary | Type::Utf8 | Type::List => rows.saturating_add(1).saturating_mul(4),
+        Type::LargeBinary | Type::LargeUtf8 | Type::LargeList => rows.saturating_add(1).saturating_mul(8),
         Type::Bool => rows.div_ceil(8),
-        Type::Int => rows * f.type_as_int().map_or(8, |i| i.bitWidth() as u64 / 8),
-        Type::FloatingPoint => rows * f.type_as_floating_point().map_or(8, |x| if x.precision() == arrow_ipc::Precision::HALF { 2 } else if x.precision() == arrow_ipc::Precision::SINGLE { 4 } else { 8 }),
+        Type::Int => rows.saturating_mul(f.type_as_int().map_or(8, |i| i.bitWidth() as u64 / 8)),
+        Type::FloatingPoint => rows.saturating_mul(f.type_as_floating_point().map_or(8, |x| if x.precision() == arrow_ipc::Precision::HALF { 2 } else if x.precision() == arrow_ipc::Precision::SINGLE { 4 } else { 8 })),
         _ => 0,
     };
-    if count > 1 && rows > 0 && (buffers[*b + 1].length() as u64) < need {
+    // (an empty column still has its one offset: an empty offsets buffer fails arrow-rs's
+    // typed read too)
+    if count > 1 && (buffers[*b + 1].length() as u64) < need {
         return Err(format!("column `{name}`: {} bytes of offsets or values for {len} rows (needs {need})", buffers[*b + 1].length()));
+    }
+    // and views the whole buffer as its element type, asserting a whole number of elements
+    let width = match f.type_type() {
+        Type::Binary | Type::Utf8 | Type::List => 4,
+        Type::LargeBinary | Type::LargeUtf8 | Type::LargeList => 8,
+        Type::Int | Type::FloatingPoint => need.checked_div(rows).unwrap_or(1).max(1),
+        _ => 1,
+    };
+    if count > 1 && buffers[*b + 1].length() as u64 % width != 0 {
+        return Err(format!("column `{name}`: {} bytes is not a whole number of {width}-byte offsets or values", buffers[*b + 1].length()));
     }
     *b += count;
     for child in f.children().iter().flatten() {
