@@ -359,7 +359,7 @@ fn fuzz_found_arrow_files_are_errors_not_panics() {
         ("arrow-buffer-outside-body.bin", "lies outside"),
         ("arrow-schema-type-none.bin", "type NONE is not one upstream's tables use"),
         ("arrow-nulls-beyond-length.bin", "length 3 with 63232 nulls"),
-        ("arrow-misaligned-offsets.bin", "bytes of offsets or values for 140737488355331 rows"),
+        ("arrow-misaligned-offsets.bin", "offsets or values"),
         ("arrow-partial-offsets.bin", "28 bytes is not a whole number of 8-byte offsets"),
     ];
     for (fixture, expect) in found {
