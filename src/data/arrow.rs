@@ -33,7 +33,8 @@ pub struct ArrowFile {
 const MAX_NESTING: usize = 8;
 
 /// The column types upstream's pandas-written tables use, each fully formed: binary and
-/// string (large or not), bool, integers of 8–64 bits, floats, and lists of these (one child).
+/// string (large or not), bool, integers of 8–64 bits, floats, and lists of these (one child):
+/// each has a buffer whose size bounds the column's row count.
 /// Anything else (dictionaries, unions, decimals, …) is refused with its name.
 fn check_field(f: &arrow_ipc::Field, depth: usize) -> std::result::Result<(), String> {
     use arrow_ipc::{Precision, Type};
@@ -44,7 +45,8 @@ fn check_field(f: &arrow_ipc::Field, depth: usize) -> std::result::Result<(), St
         return Err("dictionary-encoded columns are not supported".into());
     }
     let ok = match f.type_type() {
-        Type::Binary | Type::LargeBinary | Type::Utf8 | Type::LargeUtf8 | Type::Bool | Type::Null => true,
+        // (no Null columns: they have no buffers, so nothing bounds their row count)
+        Type::Binary | Type::LargeBinary | Type::Utf8 | Type::LargeUtf8 | Type::Bool => true,
         Type::Int => f.type_as_int().is_some_and(|i| matches!(i.bitWidth(), 8 | 16 | 32 | 64)),
         Type::FloatingPoint => f.type_as_floating_point().is_some_and(|x| matches!(x.precision(), Precision::HALF | Precision::SINGLE | Precision::DOUBLE)),
         Type::List | Type::LargeList => {
@@ -190,6 +192,9 @@ impl ArrowFile {
             check_field(&f, 0).map_err(|why| bad(format!("column `{}`: {why}", f.name().unwrap_or("?"))))?;
         }
         let columns: Vec<arrow_ipc::Field> = fields.iter().collect();
+        if columns.is_empty() {
+            return Err(bad("the schema has no columns".into()));
+        }
         let schema = std::sync::Arc::new(fb_to_schema(schema));
         let mut decoder = FileDecoder::new(schema, footer.version());
         let block_data = |block: &Block, what: &str| -> Result<Buffer> {
