@@ -431,7 +431,7 @@ def report(args):
             "the largest of the main process and its DataLoader workers, not their sum). Footprint: the largest "
             "value of the process's RSS plus its child processes' private memory (USS; PyTorch's DataLoader "
             "workers, which share the model with the parent copy-on-write), sampled by bench/tree_rss.py "
-            "(RSS every 0.2 s, workers every 2 s)."]
+            "(RSS every 0.2 s, workers every 10 s)."]
     for r in rounds:
         py, rs = load(f"py_{r}.json"), load(f"rust_{r}.json")
         if py:

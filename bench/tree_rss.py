@@ -12,7 +12,7 @@ seconds. An earlier version walked the main process's page tables 4 times a seco
 process is never walked now.
 
 Usage: python bench/tree_rss.py --pid PID --out FILE.json [--interval 0.2]
-           [--children-every 2.0] [--skip time,timeout]
+           [--children-every 10.0] [--skip time,timeout]
   --pid   the process to follow, or a wrapper around it (/usr/bin/time, timeout): processes
           named in --skip are passed through, and the first other one is the measured process
 No third-party imports, so it starts fast and stays small.
@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--pid", type=int, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=0.2)
-    ap.add_argument("--children-every", type=float, default=2.0)
+    ap.add_argument("--children-every", type=float, default=10.0)
     ap.add_argument("--skip", default="time,timeout")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
