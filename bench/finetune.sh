@@ -24,6 +24,8 @@
 #                 or /tmp/m3ae-upstream)
 #   --dir         work folder: data-n<N>/, model-<size>-<px>/, results-…/ (default
 #                 /tmp/m3ae-finetune-bench)
+#   --same-allocator  give the PyTorch side the glibc settings the Rust binary applies to
+#                 itself (src/runtime.rs), as run.sh's option of that name does
 #   --notes       also append the table to bench/NOTES.md
 # Environment: PYTHON (default .venv/bin/python), M3AE_BIN (default target/release/m3ae;
 #   copied into the results folder first, so a rebuild during the run changes nothing),
@@ -35,6 +37,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 upstream="${M3AE_UPSTREAM:-/tmp/m3ae-upstream}"
 dir=/tmp/m3ae-finetune-bench
 size=tiny; image_size=224; batch=""; warmup=""; steps=""; threads=2; workers=2; rounds=1; notes=0
+same_alloc=0
 cmdline="bench/finetune.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="$2"; shift 2 ;;
     --upstream) upstream="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
+    --same-allocator) same_alloc=1; shift ;;
     --notes) notes=1; shift ;;
     -h|--help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "finetune.sh: unknown argument $1" >&2; exit 2 ;;
@@ -86,6 +90,7 @@ if [ ! -s "$model/manifest.json" ]; then
 fi
 
 res="$dir/results-$size-${image_size}px-b$batch-t$threads-w$workers"
+[ "$same_alloc" = 1 ] && res="$res-same-allocator"
 rm -rf "$res"
 mkdir -p "$res"
 bin="$res/m3ae"
@@ -126,7 +131,10 @@ measure() {  # name command... ; runs the command, samples its tree's memory
 run_py() {
   local r="$1" rc=0
   echo "== round $r: PyTorch"
-  measure "py_$r" "$py" "$script" run --upstream "$upstream" --model "$model" --data "$data" --tokenizer "$tokenizer" \
+  local alloc=()
+  # the values of src/runtime.rs (MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD)
+  [ "$same_alloc" = 1 ] && alloc=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
+  measure "py_$r" env "${alloc[@]}" "$py" "$script" run --upstream "$upstream" --model "$model" --data "$data" --tokenizer "$tokenizer" \
     --batch "$batch" --warmup "$warmup" --steps "$steps" --threads "$threads" --workers "$workers" \
     --out "$res/py_$r.json" || rc=$?
   if [ "$rc" != 0 ]; then

@@ -147,7 +147,7 @@ fn check_layout(f: &arrow_ipc::Field, nodes: &[arrow_ipc::FieldNode], buffers: &
         Type::Int | Type::FloatingPoint => need.checked_div(rows).unwrap_or(1).max(1),
         _ => 1,
     };
-    if count > 1 && buffers[*b + 1].length() as u64 % width != 0 {
+    if count > 1 && !(buffers[*b + 1].length() as u64).is_multiple_of(width) {
         return Err(format!("column `{name}`: {} bytes is not a whole number of {width}-byte offsets or values", buffers[*b + 1].length()));
     }
     *b += count;

@@ -99,7 +99,7 @@ fn check_png_palette(bytes: &[u8]) -> std::result::Result<(), String> {
     while pos + 8 <= bytes.len() {
         let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
         let kind = &bytes[pos + 4..pos + 8];
-        if kind == b"PLTE" && (len % 3 != 0 || len > 3 * 256) {
+        if kind == b"PLTE" && (!len.is_multiple_of(3) || len > 3 * 256) {
             return Err(format!("PLTE chunk of {len} bytes is not 1 to 256 RGB entries"));
         }
         if kind == b"IEND" {
