@@ -95,10 +95,13 @@ rm -rf "$res"
 mkdir -p "$res"
 bin="$res/m3ae"
 cp "$bin_src" "$bin"
-"$py" - "$res/meta.json" "$size" "$image_size" "$threads" "$workers" "$bin_src" <<'EOF'
+M3AE_ROOT="$root" "$py" - "$res/meta.json" "$size" "$image_size" "$threads" "$workers" "$bin_src" "$same_alloc" <<'EOF'
 import hashlib, json, os, subprocess, sys
-out, size, px, threads, workers, binary = sys.argv[1:]
-json.dump(dict(size=size, image_size=int(px), threads=int(threads), workers=int(workers),
+out, size, px, threads, workers, binary, same_alloc = sys.argv[1:]
+commit = subprocess.run(["git", "-C", os.environ.get("M3AE_ROOT", "."), "rev-parse", "--short", "HEAD"],
+                        capture_output=True, text=True).stdout.strip()
+json.dump(dict(size=size, image_size=int(px), threads=int(threads), workers=int(workers), commit=commit,
+               same_allocator=same_alloc == "1",
                uptime=subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
                binary=binary, binary_sha256=hashlib.sha256(open(binary, "rb").read()).hexdigest()[:16]),
           open(out, "w"), indent=1)

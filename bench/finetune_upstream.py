@@ -362,7 +362,7 @@ def rust_result(args):
 
 
 # ---------------------------------------------------------------- report
-def machine_line():
+def machine_line(meta=None):
     cpu = platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -371,9 +371,11 @@ def machine_line():
                 break
     except OSError:
         pass
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    return f"{cpu}, {os.cpu_count()} CPUs, commit {commit} (+ working tree)"
+    meta = meta or {}
+    commit = meta.get("commit") or subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                                  capture_output=True, text=True).stdout.strip() or "?"
+    binary = f", m3ae binary sha256 {meta['binary_sha256']}…" if meta.get("binary_sha256") else ""
+    return f"{cpu}, {os.cpu_count()} CPUs, commit {commit} at the run's start (+ working tree){binary}"
 
 
 def fmt(x, spec=".2f"):
@@ -420,7 +422,9 @@ def report(args):
     out = [f"### {datetime.date.today().isoformat()} finetune benchmark ({meta.get('size', '?')})", ""]
     if args.command:
         out += [f"Command: `{args.command}`", ""]
-    out += [f"Machine: {machine_line()}; uptime at start: {meta.get('uptime', '?')}.", "",
+    alloc = (" The PyTorch side ran with the port's glibc settings (--same-allocator)."
+             if meta.get("same_allocator") else "")
+    out += [f"Machine: {machine_line(meta)}; uptime at start: {meta.get('uptime', '?')}.{alloc}", "",
             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     if len(ratios) > 1:
@@ -432,6 +436,16 @@ def report(args):
             "value of the process's RSS plus its child processes' private memory (USS; PyTorch's DataLoader "
             "workers, which share the model with the parent copy-on-write), sampled by bench/tree_rss.py "
             "(RSS every 0.2 s, workers every 10 s)."]
+    medians = []
+    for r in rounds:
+        py, rs = load(f"py_{r}.json"), load(f"rust_{r}.json")
+        if py and rs:
+            mp, mr = statistics.median(py["step_seconds"]), statistics.median(rs["step_seconds"])
+            medians.append(mp / mr)
+            out.append(f"- round {r}: median timed step PyTorch {mp:.3f} s, Rust {mr:.3f} s: {mp / mr:.2f}x "
+                       "(less sensitive than the mean to one slow step)")
+    if len(medians) > 1:
+        out.append(f"- median over rounds of the median-step ratio: {statistics.median(medians):.2f}x")
     for r in rounds:
         py, rs = load(f"py_{r}.json"), load(f"rust_{r}.json")
         if py:
