@@ -157,7 +157,7 @@ pub fn test(o: &TestOptions) -> Result<Evaluation> {
     let with_recall = o.task.kind == TaskKind::Irtr || config.get_recall_metric;
     let ev = evaluate(&built.model, o.task.kind, &pipe, &split, "test", with_recall, &mut PhaseMetrics::default())?;
     std::fs::create_dir_all(&o.run_dir).map_err(|e| Error::io(&o.run_dir, e))?;
-    let step = super::state::load(&path).map(|c| c.state.step).unwrap_or(0);
+    let step = super::state::saved_step(&path).unwrap_or(0);
     let mut values = ev.values.clone();
     values.push(("test/split_is_val".into(), f64::from(u8::from(o.split == "val"))));
     super::log::MetricsLog::open(&o.run_dir.join("metrics.jsonl"), None)?.write(step, 0, &values)?;

@@ -125,6 +125,13 @@ pub struct Checkpoint {
     pub config: serde_json::Value,
 }
 
+/// The optimizer step a checkpoint folder was saved at, from its `trainer_state.json` alone
+/// (None for a model folder that is not a trainer checkpoint).
+pub fn saved_step(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path.join(STATE_FILE)).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["state"]["step"].as_u64()
+}
+
 /// Reads the checkpoint folder `path` (`…/checkpoints/last`): every file must be there.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let need = |f: &str| -> Result<PathBuf> {
