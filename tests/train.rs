@@ -12,6 +12,9 @@ use m3ae::weights::read_safetensors;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
+#[path = "train/kill_in_write.rs"]
+mod kill_in_write;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -287,6 +290,14 @@ fn every_task_family_runs_end_to_end() {
         }
     }
     assert!(!series(&vqa, "val/the_metric").is_empty() && !series(&vqa, "vqa/val/score_epoch").is_empty());
+    // a 1-step run: best and last of one step share their files (hard links), not two copies
+    let one = dir.join("vqa-1");
+    assert_eq!(run(&vqa_opts(&one, json!({"max_steps": 1}))).state.best_step, Some(1));
+    use std::os::unix::fs::MetadataExt;
+    let ino = |ck: &str, f: &str| std::fs::metadata(one.join("checkpoints").join(ck).join(f)).unwrap().ino();
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        assert_eq!(ino("best", f), ino("last", f), "{f}");
+    }
     let n = m3ae::checkpoint::export::export_model_dir(&vqa.join("checkpoints/last"), &dir.join("vqa.ckpt")).unwrap();
     assert!(n > 100);
     let plots = m3ae::report::plot::plot_run(&vqa).unwrap();

@@ -51,7 +51,11 @@ pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
         Outcome::EarlyStopped => "stopped early",
         Outcome::Interrupted => "interrupted (checkpoints/last saved; --resume continues)",
     };
-    println!("{how} at step {} of {} (epoch {}); best val/the_metric {:?} at step {:?}", s.step, s.max_steps, s.epoch, s.best_metric, s.best_step);
+    let best = match (s.best_metric, s.best_step) {
+        (Some(m), Some(at)) => format!("best val/the_metric {m:.6} at step {at}"),
+        _ => "no finite val/the_metric yet".to_string(),
+    };
+    println!("{how} at step {} of {} (epoch {}); {best}", s.step, s.max_steps, s.epoch);
     if let Some(v) = &summary.last_validation {
         for (k, x) in v {
             println!("  {k:<40} {x:.6}");

@@ -46,8 +46,11 @@ impl Gradients {
     /// The global L2 norm over every defined gradient (`clip_grad_norm_`'s total norm).
     pub fn total_norm(&self) -> f64 {
         tch::no_grad(|| {
-            let sq: f64 = self.0.iter().filter(|g| g.defined()).map(|g| g.square().sum(tch::Kind::Double).double_value(&[])).sum();
-            sq.sqrt()
+            let sq: Vec<Tensor> = self.0.iter().filter(|g| g.defined()).map(|g| g.square().sum(tch::Kind::Double)).collect();
+            if sq.is_empty() {
+                return 0.0;
+            }
+            Tensor::stack(&sq, 0).sum(tch::Kind::Double).double_value(&[]).sqrt()
         })
     }
 
@@ -73,12 +76,26 @@ impl Gradients {
 
     /// Whether every defined gradient is finite (no inf or NaN).
     pub fn all_finite(&self) -> bool {
-        tch::no_grad(|| self.0.iter().filter(|g| g.defined()).all(|g| bool::try_from(g.isfinite().all()).unwrap_or(false)))
+        self.first_non_finite().is_none()
     }
 
     /// The index (slot order) of the first gradient holding an inf or NaN.
+    ///
+    /// One read pass per gradient and one host transfer in all: each gradient's sum,
+    /// accumulated in f64, is finite exactly when every element is (an f32 sum cannot
+    /// overflow f64, and inf or NaN propagates), where `isfinite().all()` writes a bool
+    /// tensor per gradient and syncs each.
     pub fn first_non_finite(&self) -> Option<usize> {
-        tch::no_grad(|| self.0.iter().position(|g| g.defined() && !bool::try_from(g.isfinite().all()).unwrap_or(false)))
+        let defined: Vec<usize> = (0..self.0.len()).filter(|&i| self.0[i].defined()).collect();
+        if defined.is_empty() {
+            return None;
+        }
+        let sums = tch::no_grad(|| Tensor::stack(&defined.iter().map(|&i| self.0[i].sum(tch::Kind::Double)).collect::<Vec<_>>(), 0));
+        let sums = Vec::<f64>::try_from(sums.to_device(tch::Device::Cpu)).unwrap_or_default();
+        if sums.len() != defined.len() {
+            return defined.first().copied(); // unreachable: the stack has one value per gradient
+        }
+        sums.iter().position(|s| !s.is_finite()).map(|k| defined[k])
     }
 
     /// Adds `other` into `self`, gradient by gradient (gradient accumulation).
@@ -319,4 +336,30 @@ pub fn lr_factor(c: &M3aeConfig, step: u64, max_steps: u64) -> f64 {
     let lr_range = c.learning_rate - c.end_lr;
     let remaining = 1.0 - (step - warmup) as f64 / (max_steps - warmup).max(1) as f64;
     (lr_range * remaining.powf(power) + c.end_lr) / c.learning_rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grads(values: Vec<Vec<f32>>) -> Gradients {
+        Gradients(values.into_iter().map(|v| if v.is_empty() { Tensor::new() } else { Tensor::from_slice(&v) }).collect())
+    }
+
+    #[test]
+    fn first_non_finite_names_the_first_bad_slot() {
+        // an undefined slot (no gradient) is skipped; f32-max values sum past f32 but not f64
+        let big = vec![f32::MAX; 8];
+        assert_eq!(grads(vec![big.clone(), vec![], vec![1.0, -2.0]]).first_non_finite(), None);
+        assert_eq!(grads(vec![big.clone(), vec![], vec![1.0, f32::NAN], vec![f32::INFINITY]]).first_non_finite(), Some(2));
+        assert_eq!(grads(vec![vec![f32::INFINITY, f32::NEG_INFINITY], vec![1.0]]).first_non_finite(), Some(0));
+        assert_eq!(grads(vec![vec![], vec![0.5], vec![f32::NEG_INFINITY]]).first_non_finite(), Some(2));
+        assert!(grads(vec![]).all_finite());
+    }
+
+    #[test]
+    fn total_norm_is_the_global_l2_norm() {
+        let g = grads(vec![vec![3.0], vec![], vec![4.0, 0.0]]);
+        assert!((g.total_norm() - 5.0).abs() < 1e-12);
+    }
 }

@@ -245,7 +245,12 @@ impl Pipeline {
                 Ok(Transform { kind: if training { kind } else { kind.for_split("val") }, size: c.image_size as u32 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let workers = c.num_workers.clamp(1, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let workers = c.num_workers.clamp(1, cores);
+        if training && workers != c.num_workers {
+            // the data does not depend on it: every random draw is keyed by sample
+            log::info!("num_workers {}: loading in {workers} background thread(s) ({cores} cores; 0 means 1 here, where torch loads in the main process)", c.num_workers);
+        }
         let loader = LoaderConfig {
             batch_size: c.per_gpu_batchsize,
             shuffle: training,

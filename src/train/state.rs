@@ -84,31 +84,58 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 
 /// Writes the checkpoint `name` (`last` or `best`) under `dir` atomically.
 pub fn save(dir: &Path, name: &str, vs: &nn::VarStore, config: &M3aeConfig, opt: &AdamW, state: &TrainerState) -> Result<PathBuf> {
+    let (tmp, target) = start_folder(dir, name, state)?;
+    let vars = vs.variables();
+    write_safetensors(&tmp.join(MODEL_FILE), vars.iter().map(|(k, v)| (k.as_str(), v)))?;
+    let opt_state = opt.state();
+    write_safetensors(&tmp.join(OPTIMIZER_FILE), opt_state.tensors.iter().map(|(k, v)| (k.as_str(), v)))?;
+    write_json(&tmp.join(STATE_FILE), &serde_json::json!({ "state": state, "optimizer_steps": opt_state.steps }))?;
+    commit_folder(dir, name, &tmp, &target, config)
+}
+
+/// Writes the checkpoint `name` as a copy of the checkpoint `source` (saved at the same
+/// step, with nothing trained since): its weight and optimizer files are hard links to
+/// `source`'s, so `best` and `last` at one step cost one copy on disk. Atomic as [`save`].
+pub fn save_as_link(dir: &Path, name: &str, source: &str, config: &M3aeConfig, state: &TrainerState) -> Result<PathBuf> {
+    let from = dir.join(source);
+    if saved_step(&from) != Some(state.step) {
+        return Err(Error::Checkpoint { path: from, reason: format!("not saved at step {}: cannot stand for `{name}`", state.step) });
+    }
+    let (tmp, target) = start_folder(dir, name, state)?;
+    for f in [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE] {
+        std::fs::hard_link(from.join(f), tmp.join(f)).map_err(io(&tmp.join(f)))?;
+    }
+    commit_folder(dir, name, &tmp, &target, config)
+}
+
+/// A fresh temporary folder for the checkpoint `name`, and the folder name it will get.
+fn start_folder(dir: &Path, name: &str, state: &TrainerState) -> Result<(PathBuf, String)> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let target = format!("{name}-step{}-{nanos}", state.step);
     let tmp = dir.join(format!(".tmp-{target}"));
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let vars = vs.variables();
-    write_safetensors(&tmp.join(MODEL_FILE), vars.iter().map(|(k, v)| (k.as_str(), v)))?;
-    let opt_state = opt.state();
-    write_safetensors(&tmp.join(OPTIMIZER_FILE), opt_state.tensors.iter().map(|(k, v)| (k.as_str(), v)))?;
+    Ok((tmp, target))
+}
+
+/// Writes `config.json` into `tmp`, fsyncs every file and the folder, renames it to
+/// `target` and swaps the `name` symlink to it; removes the folder `name` pointed to before.
+fn commit_folder(dir: &Path, name: &str, tmp: &Path, target: &str, config: &M3aeConfig) -> Result<PathBuf> {
     write_json(&tmp.join("config.json"), config)?;
-    write_json(&tmp.join(STATE_FILE), &serde_json::json!({ "state": state, "optimizer_steps": opt_state.steps }))?;
     for f in [MODEL_FILE, OPTIMIZER_FILE, "config.json", STATE_FILE] {
         fsync(&tmp.join(f))?;
     }
-    fsync(&tmp)?;
-    let folder = dir.join(&target);
-    std::fs::rename(&tmp, &folder).map_err(io(&folder))?;
+    fsync(tmp)?;
+    let folder = dir.join(target);
+    std::fs::rename(tmp, &folder).map_err(io(&folder))?;
     // swap the symlink: a new link, renamed over the old one
     let link = dir.join(name);
     let previous = std::fs::read_link(&link).ok();
     let new_link = dir.join(format!(".link-{target}"));
-    std::os::unix::fs::symlink(&target, &new_link).map_err(io(&new_link))?;
+    std::os::unix::fs::symlink(target, &new_link).map_err(io(&new_link))?;
     std::fs::rename(&new_link, &link).map_err(io(&link))?;
     fsync(dir)?;
-    if let Some(old) = previous.filter(|p| p.as_os_str() != target.as_str()) {
+    if let Some(old) = previous.filter(|p| p.as_os_str() != target) {
         let old = dir.join(old);
         if old.starts_with(dir) && old.is_dir() {
             let _ = std::fs::remove_dir_all(&old);

@@ -223,38 +223,7 @@ impl Fit {
                 }
                 // one optimizer step
                 let lr = lr_factor(&c, self.state.step, self.state.max_steps);
-                let mut skipped = false;
-                if let Some(mut g) = grads.take() {
-                    if self.compute == Compute::Fp16Autocast {
-                        // GradScaler: unscale, skip the step on an inf/NaN, adjust the scale
-                        g.scale(1.0 / self.state.scaler.scale);
-                        let found_inf = g.first_non_finite().is_some();
-                        self.state.scaler.update(found_inf);
-                        if found_inf {
-                            self.state.skipped_steps += 1;
-                            log::warn!("step {}: non-finite fp16 gradients, step skipped (loss scale now {})", self.state.step + 1, self.state.scaler.scale);
-                            skipped = true;
-                        }
-                    }
-                    if skipped {
-                        // nothing to apply
-                    } else if let Some(i) = g.first_non_finite() {
-                        return Err(Error::Training {
-                            step: self.state.step + 1,
-                            reason: format!("the gradient of `{}` is not finite; checkpoints/last holds the last good state", self.opt.slot_name(i)),
-                        });
-                    }
-                    // Lightning divides each micro-batch's loss by accumulate_grad_batches
-                    if self.state.accumulate > 1 {
-                        g.scale(1.0 / self.state.accumulate as f64);
-                    }
-                    if !skipped {
-                        if let Some(max) = c.grad_clip_norm {
-                            g.clip_norm(max);
-                        }
-                        self.opt.apply(g, lr);
-                    }
-                }
+                self.optimizer_step(grads.take(), lr)?;
                 self.state.step += 1;
                 let means: Vec<(&str, f64)> = step_losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
                 micro = 0;
@@ -297,6 +266,8 @@ impl Fit {
                         bar.finish_and_clear();
                         break 'epochs stop;
                     }
+                    // samples/s counts training only
+                    since_log = (Instant::now(), 0);
                 } else if c.checkpoint_every_n_steps > 0 && step.is_multiple_of(c.checkpoint_every_n_steps) {
                     self.save("last")?;
                 }
@@ -320,6 +291,37 @@ impl Fit {
             self.validate_and_checkpoint()?;
         }
         Ok(outcome)
+    }
+
+    /// One optimizer step on the accumulated gradients: fp16's unscale and skip (GradScaler),
+    /// the non-finite check, Lightning's division by `accumulate`, clipping, AdamW.
+    fn optimizer_step(&mut self, grads: Option<Gradients>, lr: f64) -> Result<()> {
+        let Some(mut g) = grads else { return Ok(()) };
+        if self.compute == Compute::Fp16Autocast {
+            // GradScaler: unscale, skip the step on an inf/NaN, adjust the scale
+            g.scale(1.0 / self.state.scaler.scale);
+            let found_inf = g.first_non_finite().is_some();
+            self.state.scaler.update(found_inf);
+            if found_inf {
+                self.state.skipped_steps += 1;
+                log::warn!("step {}: non-finite fp16 gradients, step skipped (loss scale now {})", self.state.step + 1, self.state.scaler.scale);
+                return Ok(());
+            }
+        } else if let Some(i) = g.first_non_finite() {
+            return Err(Error::Training {
+                step: self.state.step + 1,
+                reason: format!("the gradient of `{}` is not finite; checkpoints/last holds the last good state", self.opt.slot_name(i)),
+            });
+        }
+        // Lightning divides each micro-batch's loss by accumulate_grad_batches
+        if self.state.accumulate > 1 {
+            g.scale(1.0 / self.state.accumulate as f64);
+        }
+        if let Some(max) = self.config.grad_clip_norm {
+            g.clip_norm(max);
+        }
+        self.opt.apply(g, lr);
+        Ok(())
     }
 
     /// Validates, logs, writes `last` (and `best` when `val/the_metric` improved); returns
@@ -346,10 +348,12 @@ impl Fit {
             self.state.best_step = Some(self.state.step);
             self.state.since_best = 0;
             self.save("best")?;
+            // nothing trained since: `last` shares `best`'s files
+            state::save_as_link(&self.run.checkpoints(), "last", "best", &self.config, &self.state)?;
         } else {
             self.state.since_best += 1;
+            self.save("last")?;
         }
-        self.save("last")?;
         Ok(c.early_stop_patience.filter(|&p| self.state.since_best >= p).map(|_| Outcome::EarlyStopped))
     }
 
