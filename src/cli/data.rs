@@ -1,4 +1,5 @@
-//! `m3ae data check DATA_ROOT [--datasets NAME…] [--strict]` and `m3ae data bench IMAGES`
+//! `m3ae data check DATA_ROOT [--datasets NAME…] [--strict]`, `m3ae data bench IMAGES` and
+//! `m3ae data synth --out DIR` (in `data_synth.rs`)
 use std::path::PathBuf;
 
 use tch::Device;
@@ -19,6 +20,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Measure image pipeline throughput (decode + transform) on the image files of a folder.
     Bench(BenchArgs),
+    /// Generate the bundled synthetic radiograph dataset (pre-training, VQA, retrieval) in upstream's schemas.
+    Synth(super::data_synth::SynthArgs),
 }
 
 #[derive(clap::Args)]
@@ -59,6 +62,7 @@ pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
             print!("{}", report.table());
             Ok(report.passed(a.strict))
         }
+        Command::Synth(a) => super::data_synth::run(a),
         Command::Bench(a) => {
             let files = bench::image_files(&a.images)?;
             if files.is_empty() {

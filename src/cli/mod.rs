@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod convert;
 pub mod data;
+pub mod data_synth;
 pub mod export;
 pub mod finetune;
 pub mod parity;

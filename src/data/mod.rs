@@ -12,5 +12,6 @@ pub mod mlm;
 pub mod preprocess_set;
 pub mod randaug;
 pub mod resize;
+pub mod synth;
 pub mod tokenizer;
 pub mod transforms;
