@@ -14,6 +14,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod model;
 pub mod parity;

@@ -34,6 +34,10 @@ enum Command {
     Finetune(cli::finetune::Args),
     /// Evaluate a checkpoint on a split with upstream's metrics.
     Test(cli::test::Args),
+    /// The MIM/MLM ablation study on generated data, end to end: pre-train, fine-tune, test, report.
+    Demo(cli::demo::Args),
+    /// The same ablation study on any data and initialisation.
+    Ablate(cli::ablate::Args),
     /// Draw a run's losses, lr and validation metrics (metrics.jsonl) into PNG files.
     Plot(cli::plot::Args),
 }
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         Command::Finetune(args) => cli::finetune::run(args, device),
         Command::Test(args) => cli::test::run(args, device),
         Command::Plot(args) => cli::plot::run(args, device),
+        Command::Demo(args) => cli::demo::run(args, device),
+        Command::Ablate(args) => cli::ablate::run(args, device),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

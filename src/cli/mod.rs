@@ -1,7 +1,9 @@
 //! One file per subcommand; each owns its clap arguments and its `run`.
+pub mod ablate;
 pub mod bench;
 pub mod convert;
 pub mod data;
+pub mod demo;
 pub mod data_synth;
 pub mod export;
 pub mod finetune;

@@ -32,11 +32,11 @@ pub fn read_metrics(path: &Path) -> Result<Series> {
     Ok(out)
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+pub(crate) fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("{}: drawing failed: {e}", path.display()))
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     // a second registration of the same family is harmless
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
 }
@@ -49,7 +49,7 @@ fn line_chart(path: &Path, title: &str, series: &[(&String, &Vec<(f64, f64)>)], 
     root.present().map_err(|e| plot_err(path, e))
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, title: &str, series: &[(&String, &Vec<(f64, f64)>)], log_y: bool) -> std::result::Result<(), String> {
+pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, title: &str, series: &[(&String, &Vec<(f64, f64)>)], log_y: bool) -> std::result::Result<(), String> {
     let pts = series.iter().flat_map(|(_, p)| p.iter()).filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {

@@ -1,0 +1,146 @@
+//! The MIM/MLM ablation study and its report (`m3ae demo`, `m3ae ablate`).
+//!
+//! The study pre-trains one model per variant (`full`: MLM+MIM+ITM, `no-mim`, `no-mlm`,
+//! `none`: ITM only) with the real `m3ae pretrain`, fine-tunes each (and a model without
+//! pre-training) on the downstream tasks with `m3ae finetune`, evaluates the best checkpoint
+//! with `m3ae test`, over several seeds, and writes a report folder.
+//!
+//! - [`presets`]: the demo's small model and schedule.
+//! - [`plan`]: the study as `m3ae` command lines with dependencies.
+//! - [`runner`]: runs them as child processes, a few at a time, resumably.
+//! - [`results`]: the numbers read back and aggregated over seeds.
+//! - [`report`], [`figures`]: `report.md`, `results.json`, `losses.png`, `metrics.png`.
+pub mod figures;
+pub mod plan;
+pub mod presets;
+pub mod report;
+pub mod results;
+pub mod runner;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::data::synth::generate;
+use crate::error::{Error, Result};
+use plan::{plan, StudySpec, Variant};
+use report::ReportContext;
+use results::StudyResults;
+use runner::{run_jobs, RunnerOptions};
+
+/// What a finished study returns.
+#[derive(Debug)]
+pub struct StudyReport {
+    pub results: StudyResults,
+    /// The Markdown table printed at the end.
+    pub table: String,
+    /// Every file of the report folder.
+    pub files: Vec<PathBuf>,
+    /// Jobs run by this invocation (the rest were done before).
+    pub jobs_run: usize,
+}
+
+/// `m3ae demo`'s options.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The report folder (data and runs go inside it).
+    pub out: PathBuf,
+    /// Seeds 0..seeds.
+    pub seeds: u64,
+    /// The smoke-test size: a tenth of the data and a few steps per run.
+    pub quick: bool,
+    /// Jobs at once (default: one per core).
+    pub parallel: Option<usize>,
+}
+
+/// The fine-tuning tasks of the demo.
+pub const DEMO_TASKS: [&str; 2] = ["vqa_vqa_rad", "irtr_roco"];
+
+/// Generates the data when absent, runs the study, writes the report.
+pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
+    if o.seeds < 1 {
+        return Err(Error::Config("--seeds must be at least 1 (the table's spread needs 2)".into()));
+    }
+    let start = Instant::now();
+    let data = o.out.join("data");
+    let synth = presets::synth_options(o.quick)?;
+    let summary_path = data.join("summary.json");
+    if !summary_path.is_file() {
+        log::info!("generating the demo data into {}", data.display());
+        let s = generate(&synth, &data)?;
+        let vocab = crate::data::tokenizer::TextTokenizer::load(&s.tokenizer_dir, presets::MAX_TEXT_LEN)?.vocab_size();
+        write_json(&s.tokenizer_dir.join("config.json"), &presets::roberta_config(vocab, presets::MAX_TEXT_LEN))?;
+        let files: Vec<Value> = s.files.iter().map(|f| json!({"file": f.path.file_name().map(|n| n.to_string_lossy().into_owned()), "images": f.rows, "texts": f.texts})).collect();
+        let summary = json!({
+            "generator": "m3ae data synth (src/data/synth)", "seed": synth.seed, "image_px": synth.image_px,
+            "files": files, "vqa_answers": s.answer_vocab, "tokenizer_vocab": vocab,
+        });
+        write_json(&summary_path, &summary)?;
+    }
+    let summary = crate::config::keys::read_json(&summary_path)?;
+    let field = |k: &str| summary.get(k).and_then(Value::as_u64).ok_or_else(|| Error::Config(format!("{}: no `{k}`", summary_path.display())));
+    let (vqa_labels, vocab) = (field("vqa_answers")? as usize, field("tokenizer_vocab")? as usize);
+    let schedule = presets::Schedule::new(o.quick);
+    let config_file = o.out.join("model.json");
+    let tokenizer = data.join("tokenizer");
+    write_json(&config_file, &presets::model_config(&data.display().to_string(), &tokenizer.display().to_string(), vocab))?;
+    let spec = StudySpec {
+        out: o.out.clone(),
+        variants: Variant::PRETRAINED.to_vec(),
+        scratch_baseline: true,
+        seeds: (0..o.seeds).collect(),
+        tasks: DEMO_TASKS.iter().map(|t| t.to_string()).collect(),
+        config_file: Some(config_file.clone()),
+        common: vec![],
+        pretrain: presets::pretrain_sets(&schedule),
+        finetune: DEMO_TASKS.iter().map(|t| (t.to_string(), presets::finetune_sets(t, &schedule, vqa_labels))).collect(),
+    };
+    let sched = json!({"batch": schedule.batch, "pretrain_steps": schedule.pretrain_steps, "vqa_steps": schedule.vqa_steps, "irtr_steps": schedule.irtr_steps, "quick": o.quick});
+    run_study(&spec, o.parallel, summary, sched, start)
+}
+
+/// Runs `spec`'s jobs (skipping finished ones) and writes the report.
+pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, schedule: Value, start: Instant) -> Result<StudyReport> {
+    std::fs::create_dir_all(&spec.out).map_err(|e| Error::io(&spec.out, e))?;
+    let jobs = plan(spec);
+    let runner = RunnerOptions::for_this_machine(parallel)?;
+    log::info!("{} jobs, {} at a time with {} thread(s) each; logs in {}", jobs.len(), runner.parallel, runner.threads, spec.runs().display());
+    let jobs_run = run_jobs(&jobs, &spec.runs(), &runner)?;
+    let results = results::collect(&jobs)?;
+    let mut files = Vec::new();
+    for (name, draw) in [("losses.png", figures::losses as fn(&StudyResults, &Path) -> Result<()>), ("metrics.png", figures::metrics)] {
+        let p = spec.out.join(name);
+        draw(&results, &p)?;
+        files.push(p);
+    }
+    let model = match jobs.iter().find(|j| j.kind == plan::JobKind::Pretrain) {
+        Some(j) => {
+            let dir = j.run_dir.join("checkpoints/last");
+            let config = crate::config::keys::read_json(&dir.join("config.json"))?;
+            let arch: serde_json::Map<String, Value> = ["image_size", "patch_size", "vision_encoder_config", "language_encoder_config", "hidden_size", "num_heads", "num_top_layer", "mlp_ratio", "max_text_len", "vocab_size", "mim_decoder_hidden_size", "mim_decoder_num_layers"]
+                .iter()
+                .filter_map(|k| Some((k.to_string(), config.get(*k)?.clone())))
+                .collect();
+            json!({"parameters_full_pretraining_model": report::parameter_count(&dir)?, "architecture": arch})
+        }
+        None => Value::Null,
+    };
+    let ctx = ReportContext {
+        date: report::utc_now(),
+        machine: report::machine(),
+        dataset,
+        model,
+        schedule,
+        seeds: spec.seeds.clone(),
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+    let (json_path, md_path) = report::write(spec, &jobs, &results, &ctx, &files)?;
+    files.extend([json_path, md_path]);
+    Ok(StudyReport { table: results::markdown_table(&results), results, files, jobs_run })
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|source| Error::Json { path: path.into(), source })?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,100 @@
+//! The demo's model and schedule: one small M3AE, sized so that the whole study (four
+//! pre-training variants and a no-pre-training baseline, two fine-tuning tasks, two seeds)
+//! runs in about ten minutes on two CPU cores.
+//!
+//! Everything here is an ordinary config laid over the task presets, exactly as `--config`
+//! would be: the study runs the real `m3ae pretrain`, `finetune` and `test` commands.
+use serde_json::{json, Value};
+
+use crate::data::synth::SynthOptions;
+
+/// How long each phase trains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// Pre-training optimizer steps (batch [`Schedule::batch`]).
+    pub pretrain_steps: u64,
+    /// VQA fine-tuning steps.
+    pub vqa_steps: u64,
+    /// Retrieval fine-tuning steps.
+    pub irtr_steps: u64,
+    /// Samples per step, every phase.
+    pub batch: usize,
+}
+
+impl Schedule {
+    /// The study's schedule; `quick` is a smoke-test size (CI, `--quick`).
+    pub fn new(quick: bool) -> Schedule {
+        if quick {
+            Schedule { pretrain_steps: 6, vqa_steps: 4, irtr_steps: 3, batch: 8 }
+        } else {
+            Schedule { pretrain_steps: 150, vqa_steps: 120, irtr_steps: 60, batch: 32 }
+        }
+    }
+}
+
+/// The text encoder's HF `config.json`, written into the generated `tokenizer/` folder: the
+/// place upstream (and the port) reads the RoBERTa config from.
+pub fn roberta_config(vocab_size: usize, max_text_len: usize) -> Value {
+    json!({
+        "architectures": ["RobertaModel"], "model_type": "roberta",
+        "vocab_size": vocab_size, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 256, "max_position_embeddings": max_text_len + 2, "type_vocab_size": 1,
+        "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1
+    })
+}
+
+/// The generated data: the generator's defaults, with 100 retrieval candidates in val and
+/// test (each evaluation fuses every image with every caption: 10,000 pairs); `quick`
+/// takes a tenth of everything.
+pub fn synth_options(quick: bool) -> crate::Result<SynthOptions> {
+    let o = SynthOptions { irtr_images: [1000, 100, 100], ..SynthOptions::default() };
+    if quick { o.scaled(0.1) } else { Ok(o) }
+}
+
+/// Longest tokenized text (questions and captions are one sentence or two).
+pub const MAX_TEXT_LEN: usize = 40;
+
+/// The architecture and the settings every run shares: a 64-px image in 8-px patches (64
+/// patches), a 2-block CLIP-style ViT 64 wide (1 head), the 2-layer RoBERTa above, 2 fusion
+/// layers 64 wide with 2 heads, and a 1-layer MIM decoder.
+pub fn model_config(data_root: &str, tokenizer: &str, vocab_size: usize) -> Value {
+    json!({
+        "data_root": data_root, "tokenizer": tokenizer, "vocab_size": vocab_size,
+        "image_size": 64, "patch_size": 8, "vit": "demo",
+        // CLIP builds `layers - 1` blocks; the text-tower sizes are unused by M3AE
+        "vision_encoder_config": {"width": 64, "layers": 3, "patch_size": 8, "context_length": 4, "vocab_size": 8, "transformer_width": 16},
+        "input_image_embed_size": 64, "input_text_embed_size": 64,
+        "hidden_size": 64, "num_heads": 2, "num_top_layer": 2, "mlp_ratio": 4,
+        "max_text_len": MAX_TEXT_LEN, "mim_layer": -1,
+        "mim_decoder_hidden_size": 64, "mim_decoder_num_layers": 1, "mim_decoder_num_heads": 2,
+        "precision": 32, "num_workers": 1, "log_every_n_steps": 5, "checkpoint_every_n_steps": 50
+    })
+}
+
+/// `--set` values of the pre-training phase: the generated `roco_*` files, a learning rate
+/// for encoders that start from scratch (upstream starts from pre-trained CLIP and RoBERTa
+/// at 1e-5), and one validation at the end.
+pub fn pretrain_sets(s: &Schedule) -> Vec<(String, Value)> {
+    sets(json!({
+        "datasets": ["roco"], "per_gpu_batchsize": s.batch, "batch_size": s.batch, "max_steps": s.pretrain_steps,
+        "learning_rate": 5e-4, "warmup_steps": 0.1, "val_check_interval": 1.0, "get_recall_metric": false
+    }))
+}
+
+/// `--set` values of one fine-tuning task.
+pub fn finetune_sets(task: &str, s: &Schedule, vqa_labels: usize) -> Vec<(String, Value)> {
+    let common = json!({"per_gpu_batchsize": s.batch, "batch_size": s.batch, "learning_rate": 5e-4, "warmup_steps": 0.1,
+                        "lr_multiplier_head": 5, "val_check_interval": 1.0});
+    let mut out = sets(common);
+    out.extend(match task {
+        "irtr_roco" => sets(json!({"max_steps": s.irtr_steps, "draw_false_text": 3, "get_recall_metric": true})),
+        _ => sets(json!({"max_steps": s.vqa_steps, "vqa_label_size": vqa_labels})),
+    });
+    out
+}
+
+/// `{"k": v, …}` as ordered `--set` pairs.
+pub fn sets(v: Value) -> Vec<(String, Value)> {
+    v.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+}

@@ -1,0 +1,162 @@
+//! The study's numbers, read back from the runs: each fine-tuned model's test metrics
+//! (`test_metrics.json`, written by `m3ae test`) and each pre-training run's final
+//! validation losses and loss curves (`metrics.jsonl`), aggregated over seeds.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::plan::{Job, JobKind, Variant};
+use crate::error::{Error, Result};
+use crate::report::plot::read_metrics;
+
+/// A table cell: the mean over seeds and its spread (sample standard deviation; 0 for one seed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub mean: f64,
+    pub spread: f64,
+    /// The per-seed values, in seed order.
+    pub values: Vec<f64>,
+}
+
+impl Cell {
+    /// The mean and sample standard deviation of `values` (None when empty).
+    pub fn of(values: Vec<f64>) -> Option<Cell> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let spread = if values.len() > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+        Some(Cell { mean, spread, values })
+    }
+}
+
+/// One column of the table: a metric name and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// Header in the table.
+    pub header: &'static str,
+    /// The task whose test metrics hold it, or `pretrain`.
+    pub source: &'static str,
+    /// The metric's logged name.
+    pub metric: &'static str,
+    /// Shown as a percentage.
+    pub percent: bool,
+}
+
+/// The table's columns: VQA overall/closed/open, both retrieval directions at 1/5/10, and
+/// the final pre-training validation losses.
+pub const COLUMNS: [Column; 12] = [
+    Column { header: "VQA", source: "vqa_vqa_rad", metric: "vqa/test/score_epoch", percent: true },
+    Column { header: "VQA closed", source: "vqa_vqa_rad", metric: "vqa/test/close_score_epoch", percent: true },
+    Column { header: "VQA open", source: "vqa_vqa_rad", metric: "vqa/test/open_score_epoch", percent: true },
+    Column { header: "IR R@1", source: "irtr_roco", metric: "test/recalls/ir_r1", percent: true },
+    Column { header: "IR R@5", source: "irtr_roco", metric: "test/recalls/ir_r5", percent: true },
+    Column { header: "IR R@10", source: "irtr_roco", metric: "test/recalls/ir_r10", percent: true },
+    Column { header: "TR R@1", source: "irtr_roco", metric: "test/recalls/tr_r1", percent: true },
+    Column { header: "TR R@5", source: "irtr_roco", metric: "test/recalls/tr_r5", percent: true },
+    Column { header: "TR R@10", source: "irtr_roco", metric: "test/recalls/tr_r10", percent: true },
+    Column { header: "MLM loss", source: "pretrain", metric: "mlm/val/loss_epoch", percent: false },
+    Column { header: "MIM loss", source: "pretrain", metric: "mim/val/loss_epoch", percent: false },
+    Column { header: "ITM loss", source: "pretrain", metric: "itm/val/loss_epoch", percent: false },
+];
+
+/// One variant's row: a cell per column that applies to it (a variant without MIM has no
+/// MIM loss; the no-pre-training baseline has no pre-training losses).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub variant: String,
+    pub cells: BTreeMap<String, Cell>,
+}
+
+/// A pre-training run's loss curves, for the figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curves {
+    pub variant: String,
+    pub seed: u64,
+    /// `*/train/loss` by name: (step, value).
+    pub losses: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyResults {
+    pub rows: Vec<Row>,
+    pub curves: Vec<Curves>,
+}
+
+/// The metrics `m3ae test` wrote for a fine-tuning run.
+fn test_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let path = run_dir.join("test_metrics.json");
+    let v = crate::config::keys::read_json(&path)?;
+    let m = v.get("metrics").and_then(|m| m.as_object()).ok_or_else(|| Error::Config(format!("{}: no `metrics` object", path.display())))?;
+    Ok(m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_f64()?))).collect())
+}
+
+/// The last value of each metric in a run's metrics.jsonl.
+fn final_values(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let series = read_metrics(&run_dir.join("metrics.jsonl"))?;
+    Ok(series.into_iter().filter_map(|(k, p)| Some((k, p.last()?.1))).collect())
+}
+
+/// Reads every finished job's numbers and aggregates them by variant over seeds.
+pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
+    // (variant, column) -> per-seed values
+    let mut values: BTreeMap<(Variant, usize), Vec<(u64, f64)>> = BTreeMap::new();
+    let mut curves = Vec::new();
+    for job in jobs {
+        let (source, found) = match &job.kind {
+            JobKind::Pretrain => {
+                let series = read_metrics(&job.run_dir.join("metrics.jsonl"))?;
+                let losses = series.iter().filter(|(k, _)| k.ends_with("/train/loss")).map(|(k, p)| (k.clone(), p.clone())).collect();
+                curves.push(Curves { variant: job.variant.name().into(), seed: job.seed, losses });
+                ("pretrain", final_values(&job.run_dir)?)
+            }
+            JobKind::Test { task } => (task.as_str(), test_metrics(&job.run_dir)?),
+            JobKind::Finetune { .. } => continue,
+        };
+        for (c, col) in COLUMNS.iter().enumerate().filter(|(_, col)| col.source == source) {
+            if let Some(&v) = found.get(col.metric) {
+                values.entry((job.variant, c)).or_default().push((job.seed, v));
+            }
+        }
+    }
+    let mut variants: Vec<Variant> = jobs.iter().map(|j| j.variant).collect();
+    variants.sort();
+    variants.dedup();
+    let rows = variants
+        .into_iter()
+        .map(|variant| {
+            let cells = COLUMNS
+                .iter()
+                .enumerate()
+                .filter_map(|(c, col)| {
+                    let mut v = values.get(&(variant, c))?.clone();
+                    v.sort_by_key(|(seed, _)| *seed);
+                    Some((col.header.to_string(), Cell::of(v.into_iter().map(|(_, x)| x).collect())?))
+                })
+                .collect();
+            Row { variant: variant.name().into(), cells }
+        })
+        .collect();
+    Ok(StudyResults { rows, curves })
+}
+
+/// The table as Markdown: `mean ± spread` per cell, `—` where a metric does not apply.
+pub fn markdown_table(results: &StudyResults) -> String {
+    let cols: Vec<&Column> = COLUMNS.iter().filter(|c| results.rows.iter().any(|r| r.cells.contains_key(c.header))).collect();
+    let mut out = format!("| variant | {} |\n|---|{}\n", cols.iter().map(|c| c.header).collect::<Vec<_>>().join(" | "), "---:|".repeat(cols.len()));
+    for row in &results.rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match row.cells.get(c.header) {
+                Some(x) if c.percent => format!("{:.1} ± {:.1}", 100.0 * x.mean, 100.0 * x.spread),
+                Some(x) => format!("{:.3} ± {:.3}", x.mean, x.spread),
+                None => "—".into(),
+            })
+            .collect();
+        out.push_str(&format!("| {} | {} |\n", row.variant, cells.join(" | ")));
+    }
+    out
+}
