@@ -1,0 +1,112 @@
+//! `cargo test --test demo`: the ablation study's plan, its aggregation, and `m3ae demo
+//! --quick` end to end (data generation, every job, the report, and a rerun that resumes).
+use std::path::PathBuf;
+
+use m3ae::demo::plan::{plan, JobKind, StudySpec, Variant};
+use m3ae::demo::results::Cell;
+use serde_json::{json, Value};
+
+fn spec(out: &str) -> StudySpec {
+    StudySpec {
+        out: PathBuf::from(out),
+        variants: Variant::PRETRAINED.to_vec(),
+        scratch_baseline: true,
+        seeds: vec![0, 1],
+        tasks: vec!["vqa_vqa_rad".into(), "irtr_roco".into()],
+        config_file: Some(PathBuf::from("/m/model.json")),
+        common: vec![("num_workers".into(), json!(1))],
+        pretrain: vec![("max_steps".into(), json!(7))],
+        finetune: vec![("vqa_vqa_rad".into(), vec![("max_steps".into(), json!(3))])],
+    }
+}
+
+#[test]
+fn the_plan_ablates_each_variant_and_finetunes_from_its_checkpoint() {
+    let jobs = plan(&spec("/s"));
+    // per seed: 4 pre-training runs, then 2 tasks x 5 starts x (finetune + test)
+    assert_eq!(jobs.len(), 2 * (4 + 2 * 5 * 2));
+    let ids: std::collections::HashSet<_> = jobs.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(ids.len(), jobs.len(), "job ids are unique");
+    for j in &jobs {
+        let args = j.args.join(" ");
+        let seeded = args.contains(&format!("--set seed={}", j.seed));
+        assert_eq!(seeded, !matches!(j.kind, JobKind::Test { .. }), "training runs take their seed: {args}");
+        assert!(j.deps.iter().all(|&d| d < jobs.len() && jobs[d].seed == j.seed && jobs[d].variant == j.variant), "{}: deps of its own seed and variant", j.id);
+        match &j.kind {
+            JobKind::Pretrain => {
+                assert!(args.starts_with("pretrain --run-dir /s/runs/pretrain-") && args.contains("--config /m/model.json"), "{args}");
+                let ablated: Vec<&str> = j.args.windows(2).filter(|w| w[0] == "--ablate").map(|w| w[1].as_str()).collect();
+                assert_eq!(ablated, j.variant.ablated(), "{}", j.id);
+                assert_eq!(j.steps, Some(7));
+                assert!(j.deps.is_empty());
+            }
+            JobKind::Finetune { task } => {
+                let load = j.args.iter().find_map(|a| a.strip_prefix("load_path=")).expect("load_path is set");
+                if j.variant == Variant::Scratch {
+                    assert_eq!(load, "\"\"", "the baseline starts from a fresh model");
+                    assert!(j.deps.is_empty());
+                } else {
+                    let pre = &jobs[j.deps[0]];
+                    assert_eq!(pre.kind, JobKind::Pretrain);
+                    assert_eq!(load, format!("\"{}\"", pre.run_dir.join("checkpoints/last").display()));
+                }
+                assert_eq!(j.steps, if task == "vqa_vqa_rad" { Some(3) } else { None });
+                assert!(!args.contains("--ablate"), "fine-tuning ablates nothing: {args}");
+            }
+            JobKind::Test { task } => {
+                let ft = &jobs[j.deps[0]];
+                assert_eq!(ft.kind, JobKind::Finetune { task: task.clone() });
+                assert_eq!(j.run_dir, ft.run_dir);
+                assert!(args.ends_with("--checkpoint best --split test"), "{args}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cell_is_the_mean_and_sample_standard_deviation() {
+    let c = Cell::of(vec![0.5, 0.7, 0.9]).unwrap();
+    assert!((c.mean - 0.7).abs() < 1e-12);
+    assert!((c.spread - 0.2).abs() < 1e-12, "sample std of 0.5, 0.7, 0.9 is 0.2: {}", c.spread);
+    assert_eq!(Cell::of(vec![0.3]).unwrap().spread, 0.0);
+    assert!(Cell::of(vec![]).is_none());
+}
+
+fn demo(out: &std::path::Path) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae")).args(["demo", "--quick", "--seeds", "2", "--out"]).arg(out).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "m3ae demo failed:\n{text}\n{}", String::from_utf8_lossy(&o.stderr));
+    text
+}
+
+#[test]
+fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
+    let out = std::env::temp_dir().join(format!("m3ae-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let printed = demo(&out);
+    for f in ["report.md", "results.json", "losses.png", "metrics.png"] {
+        assert!(std::fs::metadata(out.join(f)).map(|m| m.len() > 500).unwrap_or(false), "{f} is missing or empty");
+    }
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let rows = results["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["variant"].as_str().unwrap()).collect();
+    assert_eq!(names, ["full", "no-mim", "no-mlm", "none", "no-pretraining"]);
+    for r in rows {
+        let cells = r["cells"].as_object().unwrap();
+        for m in ["VQA", "VQA closed", "VQA open", "IR R@1", "TR R@10"] {
+            assert_eq!(cells[m]["values"].as_array().map(Vec::len), Some(2), "{}: {m} has one value per seed", r["variant"]);
+        }
+        let v = r["variant"].as_str().unwrap();
+        assert_eq!(cells.contains_key("MIM loss"), v == "full" || v == "no-mlm", "{v}: MIM loss only where MIM ran");
+        assert_eq!(cells.contains_key("MLM loss"), v == "full" || v == "no-mim", "{v}: MLM loss only where MLM ran");
+        assert_eq!(cells.contains_key("ITM loss"), v != "no-pretraining");
+    }
+    assert!(printed.contains("| no-pretraining |"), "the table is printed:\n{printed}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("m3ae pretrain --run-dir") && report.contains("--ablate mim"), "the report lists the exact commands");
+    // a rerun skips every finished job and writes the same table
+    let again = demo(&out);
+    assert!(again.contains("0 job(s) run now"), "{again}");
+    let table = |s: &str| s.lines().filter(|l| l.starts_with('|')).map(String::from).collect::<Vec<_>>();
+    assert_eq!(table(&printed), table(&again));
+}
