@@ -24,7 +24,7 @@ fn small(seed: u64) -> SynthOptions {
     SynthOptions {
         seed,
         pretrain_images: [24, 6, 6],
-        vqa_questions: [40, 10, 10],
+        vqa_questions: [41, 11, 9],
         irtr_images: [16, 6, 6],
         tokenizer_vocab: 400,
         ..SynthOptions::default()
