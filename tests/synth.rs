@@ -12,7 +12,8 @@ use m3ae::data::image_io::decode_rgba;
 use m3ae::data::loader::{Loader, LoaderConfig};
 use m3ae::data::mlm::{MaskingMode, MlmMasker};
 use m3ae::data::synth::image::render;
-use m3ae::data::synth::scene::{radius, Anatomy, Finding, Intensity, Jitter, Kind, Scene, Side, Size, Zone};
+use m3ae::data::synth::place::radius;
+use m3ae::data::synth::scene::{Anatomy, Finding, Intensity, Jitter, Kind, Scene, Side, Size, Zone};
 use m3ae::data::synth::vqa::{answer, answer_type, plan_image, wording, Query};
 use m3ae::data::synth::{generate, SynthOptions, SynthSummary};
 use m3ae::data::tokenizer::TextTokenizer;
@@ -24,7 +25,7 @@ fn small(seed: u64) -> SynthOptions {
     SynthOptions {
         seed,
         pretrain_images: [24, 6, 6],
-        vqa_questions: [40, 10, 10],
+        vqa_questions: [41, 11, 9],
         irtr_images: [16, 6, 6],
         tokenizer_vocab: 400,
         ..SynthOptions::default()

@@ -123,7 +123,9 @@ pub fn render(scene: &Scene, n: usize) -> Array2<f32> {
         Anatomy::Chest => chest(&mut canvas, scene),
         Anatomy::Skull => skull(&mut canvas, scene),
     }
-    for f in &scene.findings {
+    // fluid first: a finding drawn later stays visible over it
+    let (fluid, rest): (Vec<&Finding>, Vec<&Finding>) = scene.findings.iter().partition(|f| f.kind == Kind::Effusion);
+    for f in fluid.into_iter().chain(rest) {
         finding(&mut canvas, scene, f);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(scene.jitter.noise_seed);

@@ -14,6 +14,7 @@
 //! (seed, dataset, split, index), so the parallel rendering order does not matter.
 pub mod bpe;
 pub mod image;
+pub mod place;
 pub mod scene;
 pub mod text;
 pub mod vqa;
@@ -156,7 +157,7 @@ fn caption_rows(opts: &SynthOptions, tag: u64, name: &str, split: usize, n: usiz
         .into_par_iter()
         .map(|i| {
             let mut rng = image_rng(opts.seed, tag, split, i);
-            let scene = scene::draw_scene(&mut rng);
+            let scene = place::draw_scene(&mut rng);
             let caption = text::caption(&mut rng, &scene);
             let row = CaptionRow {
                 image: png(&scene, opts.image_px)?,

@@ -8,7 +8,8 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::scene::{draw_scene, place, Anatomy, Jitter, Kind, Scene, Side, Size, Wanted, Zone};
+use super::place::{draw_scene, place, Wanted};
+use super::scene::{Anatomy, Jitter, Kind, Scene, Side, Size, Zone};
 use super::text::pick;
 
 /// What a question asks.
