@@ -52,8 +52,12 @@ pub fn synth_options(quick: bool) -> crate::Result<SynthOptions> {
     if quick { o.scaled(0.1) } else { Ok(o) }
 }
 
-/// Longest tokenized text (questions and captions are one sentence or two).
-pub const MAX_TEXT_LEN: usize = 40;
+/// Longest tokenized caption (the generator's longest, three findings, is 50 tokens with
+/// `<s>` and `</s>`).
+pub const MAX_TEXT_LEN: usize = 56;
+
+/// Longest tokenized VQA question (the generator's longest is 15).
+pub const MAX_QUESTION_LEN: usize = 16;
 
 /// The architecture and the settings every run shares: a 64-px image in 8-px patches (64
 /// patches), a 2-block CLIP-style ViT 64 wide (1 head), the 2-layer RoBERTa above, 2 fusion
@@ -89,7 +93,7 @@ pub fn finetune_sets(task: &str, s: &Schedule, vqa_labels: usize) -> Vec<(String
     let mut out = sets(common);
     out.extend(match task {
         "irtr_roco" => sets(json!({"max_steps": s.irtr_steps, "draw_false_text": 3, "get_recall_metric": true})),
-        _ => sets(json!({"max_steps": s.vqa_steps, "vqa_label_size": vqa_labels})),
+        _ => sets(json!({"max_steps": s.vqa_steps, "vqa_label_size": vqa_labels, "max_text_len": MAX_QUESTION_LEN})),
     });
     out
 }
