@@ -1,6 +1,7 @@
 //! The trainer's state and its checkpoints: `DIR/checkpoints/{last,best}`, each a model
 //! folder (`model.safetensors` + `config.json`, a valid `load_path`, and what `m3ae export`
-//! reads) plus `optimizer.safetensors` and `trainer_state.json`.
+//! reads) plus `optimizer.safetensors` and `trainer_state.json`, and for VQA the answer
+//! vocabulary `answers.json` when the run staged one in `DIR/checkpoints/`.
 //!
 //! Writing is atomic: a checkpoint is written into a fresh folder whose files and folder are
 //! fsynced, then the `last` (or `best`) symlink is swapped to it by `rename`, which POSIX makes
@@ -15,6 +16,7 @@ use tch::nn;
 use super::optim::{AdamW, AdamWState};
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
+use crate::tasks::answers::ANSWERS_FILE;
 use crate::weights::{read_safetensors, write_safetensors, StateDict};
 
 /// Where a run is and what it has seen: everything besides the weights and the optimizer's
@@ -95,7 +97,14 @@ pub fn save(dir: &Path, name: &str, vs: &nn::VarStore, config: &M3aeConfig, opt:
     write_safetensors(&tmp.join(OPTIMIZER_FILE), opt_state.tensors.iter().map(|(k, v)| (k.as_str(), v)))?;
     write_json(&tmp.join("config.json"), config)?;
     write_json(&tmp.join(STATE_FILE), &serde_json::json!({ "state": state, "optimizer_steps": opt_state.steps }))?;
-    for f in [MODEL_FILE, OPTIMIZER_FILE, "config.json", STATE_FILE] {
+    let mut files = vec![MODEL_FILE, OPTIMIZER_FILE, "config.json", STATE_FILE];
+    // the run's VQA answer vocabulary, staged once when the run started
+    let answers = dir.join(ANSWERS_FILE);
+    if answers.is_file() {
+        std::fs::copy(&answers, tmp.join(ANSWERS_FILE)).map_err(io(&answers))?;
+        files.push(ANSWERS_FILE);
+    }
+    for f in files {
         fsync(&tmp.join(f))?;
     }
     fsync(&tmp)?;
