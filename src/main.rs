@@ -36,6 +36,8 @@ enum Command {
     Test(cli::test::Args),
     /// Draw a run's losses, lr and validation metrics (metrics.jsonl) into PNG files.
     Plot(cli::plot::Args),
+    /// Inference on your own images: answer a question, score a caption, rank images for a query.
+    Predict(cli::predict::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => cli::finetune::run(args, device),
         Command::Test(args) => cli::test::run(args, device),
         Command::Plot(args) => cli::plot::run(args, device),
+        Command::Predict(args) => cli::predict::run(args, device),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

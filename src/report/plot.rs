@@ -32,11 +32,11 @@ pub fn read_metrics(path: &Path) -> Result<Series> {
     Ok(out)
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+pub(super) fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("{}: drawing failed: {e}", path.display()))
 }
 
-fn register_font() {
+pub(super) fn register_font() {
     // a second registration of the same family is harmless
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
 }
