@@ -302,3 +302,17 @@ fn model_figures_are_drawn_at_their_size() {
     assert!(e.to_string().contains("no mim_head"), "{e}");
     eprintln!("figures in {}", dir.display());
 }
+
+#[test]
+fn removed_patch_statistics_come_from_visible_neighbours() {
+    // a 4 × 4 grid of statistics 1..=16, only the corners (0, 0) = 1 and (3, 3) = 16 visible
+    let stat = Tensor::arange_start(1, 17, (Kind::Float, Device::Cpu)).view([4, 4]);
+    let mut v = vec![0f32; 16];
+    (v[0], v[15]) = (1.0, 1.0);
+    let visible = Tensor::from_slice(&v).view([4, 4]);
+    let est = m3ae::report::mim::from_visible_neighbours(&stat, &visible);
+    let at = |r: i64, c: i64| est.double_value(&[r, c]);
+    assert_eq!((at(0, 0), at(1, 1), at(1, 0)), (1.0, 1.0, 1.0), "next to the visible (0, 0)");
+    assert_eq!((at(2, 2), at(3, 2)), (16.0, 16.0), "next to the visible (3, 3)");
+    assert_eq!((at(0, 3), at(3, 0)), (8.5, 8.5), "no visible neighbour: the mean of every visible patch");
+}

@@ -16,8 +16,15 @@ use crate::tasks::M3ae;
 /// Heat-map opacity over the grey image.
 const ALPHA: f64 = 0.55;
 
+/// Question and function words passed over when a question has other words to show.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "the", "is", "are", "was", "there", "what", "which", "where", "how", "many", "much", "does", "do", "in", "on", "of", "at", "to",
+    "this", "that", "these", "image", "show", "shown", "seen", "any", "with", "and", "or",
+];
+
 /// Up to `k` words of `text` to show: the word-starting tokens of the longest words (ties:
-/// the earlier), in sentence order, as (token position, word).
+/// the earlier; function words only when nothing else is left), in sentence order, as
+/// (token position, word).
 fn pick_words(text: &str, enc: &Encoding, k: usize) -> Vec<(usize, String)> {
     let chars: Vec<char> = text.chars().collect();
     let mut words: Vec<(usize, String)> = Vec::new();
@@ -31,7 +38,8 @@ fn pick_words(text: &str, enc: &Encoding, k: usize) -> Vec<(usize, String)> {
         }
     }
     let mut by_length: Vec<usize> = (0..words.len()).collect();
-    by_length.sort_by_key(|&i| (std::cmp::Reverse(words[i].1.chars().count()), i));
+    let common = |w: &str| FUNCTION_WORDS.contains(&w.to_lowercase().as_str());
+    by_length.sort_by_key(|&i| (common(&words[i].1), std::cmp::Reverse(words[i].1.chars().count()), i));
     let mut keep: Vec<usize> = by_length.into_iter().take(k).collect();
     keep.sort_unstable();
     keep.into_iter().map(|i| words[i].clone()).collect()
@@ -74,6 +82,6 @@ pub fn attention(m: &M3ae, samples: &[FigureSample], words: usize, out: &Path) -
         }
         rows.push(Row { label: format!("{}: {}", s.label, s.text), panels });
     }
-    let title = format!("Cross-attention of question words over image patches (mean of {} fusion layers × {} heads)", m.config.num_top_layer, m.config.num_heads);
+    let title = format!("Question words' cross-attention over patches ({} layers × {} heads)", m.config.num_top_layer, m.config.num_heads);
     draw_grid(out, &title, &rows, 1 + words)
 }

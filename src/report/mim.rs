@@ -28,7 +28,7 @@ const REMOVED_GREY: f64 = 0.5;
 /// Per-patch statistic `stat` [g, g] of removed patches estimated from the visible ones
 /// (`visible` [g, g], 1 = visible): the mean over the visible 3 × 3 neighbours, else over
 /// every visible patch.
-fn from_visible_neighbours(stat: &Tensor, visible: &Tensor) -> Tensor {
+pub fn from_visible_neighbours(stat: &Tensor, visible: &Tensor) -> Tensor {
     let (s, v) = (stat.unsqueeze(0).unsqueeze(0), visible.unsqueeze(0).unsqueeze(0));
     // both sums share avg_pool2d's divisor, so their ratio is the neighbourhood mean
     let num = (&s * &v).avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>);
@@ -105,9 +105,9 @@ pub fn mim_reconstructions(models: &[(&str, &M3ae)], samples: &[FigureSample], s
         rows.push(Row { label: s.label.clone(), panels });
     }
     let title = if c0.norm_pix_loss {
-        "MIM reconstructions (removed patches de-normalized with their visible neighbours' mean and std)"
+        "MIM: removed patches de-normalized by visible neighbours"
     } else {
-        "MIM reconstructions (visible patches pasted back)"
+        "MIM: original, masked, reconstructed"
     };
     draw_grid(out, title, &rows, 2 + models.len())
 }

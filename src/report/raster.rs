@@ -97,9 +97,9 @@ pub fn overlay(image: &Tensor, heat: &Tensor, alpha: f64) -> Result<Tensor> {
     Ok(grey * (1.0 - alpha) + colour * alpha)
 }
 
-/// Cuts `text` to about `px` pixels of 13-pt text.
-fn fit(text: &str, px: u32) -> String {
-    let max = (px / 7).max(4) as usize;
+/// Cuts `text` to about `px` pixels of `size`-pt text.
+fn fit(text: &str, px: u32, size: u32) -> String {
+    let max = ((px as f64 / (size as f64 * 0.5)) as usize).max(4);
     if text.chars().count() <= max {
         text.to_string()
     } else {
@@ -120,10 +120,10 @@ pub fn draw_grid(path: &Path, title: &str, rows: &[Row], cols: usize) -> Result<
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let centred = |size: u32| TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
         let left = |size: u32| TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-        root.draw_text(&fit(title, width), &centred(16), ((width / 2) as i32, (HEADER / 2) as i32)).map_err(|e| err(&e))?;
+        root.draw_text(&fit(title, width - 2 * PAD, 16), &centred(16), ((width / 2) as i32, (HEADER / 2) as i32)).map_err(|e| err(&e))?;
         for (r, row) in rows.iter().enumerate() {
             let top = HEADER + r as u32 * (ROW_LABEL + CELL + CAPTION + PAD);
-            root.draw_text(&fit(&row.label, width - 2 * PAD), &left(13), (PAD as i32, (top + ROW_LABEL / 2) as i32)).map_err(|e| err(&e))?;
+            root.draw_text(&fit(&row.label, width - 2 * PAD, 13), &left(13), (PAD as i32, (top + ROW_LABEL / 2) as i32)).map_err(|e| err(&e))?;
             for (c, p) in row.panels.iter().take(cols).enumerate() {
                 let x0 = PAD + c as u32 * (CELL + PAD);
                 let y0 = top + ROW_LABEL;
@@ -135,7 +135,7 @@ pub fn draw_grid(path: &Path, title: &str, rows: &[Row], cols: usize) -> Result<
                     root.draw_pixel((x as i32, y as i32), &RGBColor(px[0], px[1], px[2])).map_err(|e| err(&e))?;
                 }
                 let cx = (x0 + CELL / 2) as i32;
-                root.draw_text(&fit(&p.caption, CELL), &centred(12), (cx, (y0 + CELL + CAPTION / 2) as i32)).map_err(|e| err(&e))?;
+                root.draw_text(&fit(&p.caption, CELL, 12), &centred(12), (cx, (y0 + CELL + CAPTION / 2) as i32)).map_err(|e| err(&e))?;
             }
         }
         root.present().map_err(|e| err(&e))?;
