@@ -272,11 +272,16 @@ fn expected_size(rows: u32, cols: u32) -> (u32, u32) {
     (PAD + cols * (CELL + PAD), HEADER + rows * (ROW_LABEL + CELL + CAPTION + PAD))
 }
 
+/// The pixels of the first row's panel `col`.
+fn panel_pixels(img: &image::RgbImage, col: u32) -> Vec<image::Rgb<u8>> {
+    let (x0, y0) = (PAD + col * (CELL + PAD), HEADER + ROW_LABEL);
+    (0..CELL).flat_map(|y| (0..CELL).map(move |x| (x0 + x, y0 + y))).map(|(x, y)| *img.get_pixel(x, y)).collect()
+}
+
 /// The PNG's size, and whether its pixels vary inside the first row's first panel.
 fn inspect_png(path: &Path) -> ((u32, u32), bool) {
     let img = image::open(path).unwrap().to_rgb8();
-    let y0 = HEADER + ROW_LABEL;
-    let panel: Vec<_> = (0..CELL).flat_map(|y| (0..CELL).map(move |x| (PAD + x, y0 + y))).map(|(x, y)| *img.get_pixel(x, y)).collect();
+    let panel = panel_pixels(&img, 0);
     (img.dimensions(), panel.iter().any(|p| *p != panel[0]))
 }
 
@@ -294,6 +299,13 @@ fn model_figures_are_drawn_at_their_size() {
     let (size, varies) = inspect_png(&mim.path);
     assert_eq!(size, expected_size(2, 4));
     assert!(varies, "the original image is drawn");
+    // the masked panel: the original where patches stay, grey where MIM removed them (75%)
+    let img = image::open(&mim.path).unwrap().to_rgb8();
+    let (original, masked) = (panel_pixels(&img, 0), panel_pixels(&img, 1));
+    let n = masked.len() as f64;
+    let grey = masked.iter().filter(|p| p.0.iter().all(|&c| c == 127 || c == 128)).count() as f64 / n;
+    let kept = masked.iter().zip(&original).filter(|(a, b)| a == b).count() as f64 / n;
+    assert!((0.6..0.8).contains(&grey) && (0.15..0.3).contains(&kept), "removed {grey}, kept {kept}");
     let att = m3ae::report::attention::attention(&m, &samples, 3, &dir.join("attention.png")).unwrap();
     assert_eq!(inspect_png(&att.path), (expected_size(2, 4), true));
     // a model without MIM cannot reconstruct
