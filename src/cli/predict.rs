@@ -6,8 +6,10 @@ use m3ae::tasks::{itm, retrieval, vqa, LoadOptions, M3ae};
 use serde::Serialize;
 use tch::Device;
 
+/// `m3ae predict`'s arguments.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Which prediction.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -26,19 +28,23 @@ pub struct ModelArgs {
     pub json: bool,
 }
 
+/// The three predictions.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Answer a question about an image (PNG, JPEG, TIFF, BMP or DICOM) with a VQA-fine-tuned model.
     Vqa {
         #[command(flatten)]
         model: ModelArgs,
+        /// The image file.
         #[arg(long)]
         image: PathBuf,
+        /// The question, in words.
         #[arg(long)]
         question: String,
         /// The answer vocabulary (a JSON list, index = label) when the model folder has no answers.json.
         #[arg(long)]
         answers: Option<PathBuf>,
+        /// How many answers to list.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
     },
@@ -46,8 +52,10 @@ pub enum Command {
     Match {
         #[command(flatten)]
         model: ModelArgs,
+        /// The image file.
         #[arg(long)]
         image: PathBuf,
+        /// The caption to score.
         #[arg(long)]
         text: String,
     },
@@ -58,8 +66,10 @@ pub enum Command {
         /// A folder of image files, or an Arrow file with an `image` column.
         #[arg(long)]
         images: PathBuf,
+        /// The text to rank the images for.
         #[arg(long)]
         query: String,
+        /// How many images to list.
         #[arg(long, default_value_t = 10)]
         top_k: usize,
     },
@@ -76,6 +86,7 @@ fn print_json(v: &impl Serialize) -> m3ae::Result<()> {
     Ok(())
 }
 
+/// Runs the prediction and prints it (a table, or JSON with `--json`).
 pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
     match &args.command {
         Command::Vqa { model, image, question, answers, top_k } => {

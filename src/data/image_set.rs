@@ -76,13 +76,16 @@ impl ImageSet {
         self.names.is_empty()
     }
 
-    /// The name of image `i` (file name, or the row's `image_id`).
+    /// The name of image `i` (file name, or the row's `image_id`; empty past the end).
     pub fn name(&self, i: usize) -> &str {
-        &self.names[i]
+        self.names.get(i).map(String::as_str).unwrap_or("")
     }
 
     /// Decodes image `i` to RGBA.
     pub fn decode(&self, i: usize) -> Result<RgbaImage> {
+        if i >= self.len() {
+            return Err(Error::input("image index", format!("{i} is past the {} images of the set", self.len())));
+        }
         match &self.source {
             Source::Files(files) => open_rgba(&files[i]),
             Source::Arrow(table) => decode_rgba(table.binary("image", i)?, &format!("{}, row {i}", table.path.display())),

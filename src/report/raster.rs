@@ -26,8 +26,9 @@ pub const CAPTION: u32 = 20;
 pub struct Figure {
     /// The PNG file.
     pub path: PathBuf,
-    /// Its size in pixels.
+    /// Its width in pixels.
     pub width: u32,
+    /// Its height in pixels.
     pub height: u32,
 }
 
@@ -39,13 +40,17 @@ pub fn grid_size(rows: usize, cols: usize) -> (u32, u32) {
 
 /// One panel: CELL × CELL RGB pixels, row-major, and its caption.
 pub struct Panel {
+    /// CELL × CELL × 3 bytes.
     pub rgb: Vec<u8>,
+    /// Drawn under the panel.
     pub caption: String,
 }
 
 /// One row of panels under a label.
 pub struct Row {
+    /// Drawn above the row.
     pub label: String,
+    /// Left to right.
     pub panels: Vec<Panel>,
 }
 
