@@ -27,3 +27,4 @@ pub mod weights;
 pub use config::M3aeConfig;
 pub use error::{Error, Result};
 pub use model::M3aeTransformerSs;
+pub use tasks::M3ae;

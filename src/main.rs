@@ -40,6 +40,8 @@ enum Command {
     Ablate(cli::ablate::Args),
     /// Draw a run's losses, lr and validation metrics (metrics.jsonl) into PNG files.
     Plot(cli::plot::Args),
+    /// Inference on your own images: answer a question, score a caption, rank images for a query.
+    Predict(cli::predict::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => cli::plot::run(args, device),
         Command::Demo(args) => cli::demo::run(args, device),
         Command::Ablate(args) => cli::ablate::run(args, device),
+        Command::Predict(args) => cli::predict::run(args, device),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

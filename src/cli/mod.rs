@@ -9,6 +9,7 @@ pub mod export;
 pub mod finetune;
 pub mod parity;
 pub mod plot;
+pub mod predict;
 pub mod pretrain;
 pub mod test;
 

@@ -295,6 +295,28 @@ impl ArrowFile {
         self.lists(column, |values, row| strings(self, column, values, row))
     }
 
+    /// A `list<list<string>>` column as nested strings per row (VQA's `answers`).
+    pub fn string_list_lists(&self, column: &str) -> Result<Vec<Vec<Vec<String>>>> {
+        self.lists(column, |values, row| {
+            let mut out = Vec::with_capacity(values.len());
+            for_each_list(values, &mut |inner| {
+                out.push(strings(self, column, inner, row)?);
+                Ok(())
+            })
+            .map_err(|e| self.error(column, format!("row {row}: {e}")))?;
+            Ok(out)
+        })
+    }
+
+    /// A plain `string` column (e.g. `image_id`), one value per row (null rows are empty).
+    pub fn string_column(&self, column: &str) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(self.num_rows());
+        for chunk in self.chunks(column)? {
+            out.extend(strings(self, column, chunk, out.len())?);
+        }
+        Ok(out)
+    }
+
     /// A `list<list<number>>` column as nested `f64`s per row.
     pub fn number_list_lists(&self, column: &str) -> Result<Vec<Vec<Vec<f64>>>> {
         self.lists(column, |values, row| {

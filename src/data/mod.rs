@@ -7,6 +7,7 @@ pub mod collate;
 pub mod dataset;
 mod dicom_scan;
 pub mod image_io;
+pub mod image_set;
 pub mod loader;
 pub mod mlm;
 pub mod preprocess_set;

@@ -86,7 +86,8 @@ impl TransformKind {
         }
     }
 
-    fn normalization(self) -> Normalization {
+    /// The mean and std the pipeline normalizes with.
+    pub fn normalization(self) -> Normalization {
         match self {
             TransformKind::Clip | TransformKind::ClipResizedCrop | TransformKind::ClipRandAug => Normalization::CLIP,
             TransformKind::ImageNet | TransformKind::ImageNetRandAug => Normalization::IMAGENET,

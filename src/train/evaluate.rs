@@ -130,9 +130,7 @@ pub struct TestOptions {
 /// `test_metrics.json`. Recalls come from the split given (upstream computes them on val;
 /// `--split val` reproduces its figures).
 pub fn test(o: &TestOptions) -> Result<Evaluation> {
-    use super::setup::{build_model, read_source, Pipeline};
-    use crate::config::keys::build_config;
-    use crate::config::{from_weights, text};
+    use super::setup::{load_for_eval, Pipeline};
     let path = match o.checkpoint.as_str() {
         "best" | "last" => o.run_dir.join("checkpoints").join(&o.checkpoint),
         p => std::path::PathBuf::from(p),
@@ -140,18 +138,9 @@ pub fn test(o: &TestOptions) -> Result<Evaluation> {
     if !path.exists() {
         return Err(Error::Config(format!("--checkpoint: {} does not exist", path.display())));
     }
-    let src = read_source(&path)?;
-    let base = match &src.config {
-        Some(c) => c.clone(),
-        None => crate::config::keys::read_json(&o.run_dir.join("config.json"))?,
-    };
     let mut overrides = vec![("test_only".to_string(), serde_json::Value::Bool(true))];
     overrides.extend(o.overrides.iter().cloned());
-    let mut config = build_config(Some(base), &path.display().to_string(), &overrides, None)?;
-    let shapes = src.weights.iter().map(|(k, v)| (k.clone(), v.size())).collect();
-    from_weights::vision_config(&mut config, &shapes, &path)?;
-    text::resolve(&mut config, Some(&shapes), &path)?;
-    let built = build_model(&config, Some((src, &path)), true, o.device)?;
+    let (config, built) = load_for_eval(&path, Some(&o.run_dir.join("config.json")), &overrides, o.device)?;
     let pipe = Pipeline::new(&config)?;
     let split = pipe.split(&o.split, false)?;
     let with_recall = o.task.kind == TaskKind::Irtr || config.get_recall_metric;

@@ -192,6 +192,24 @@ pub fn build_model(config: &M3aeConfig, source: Option<(Source, &Path)>, keep_he
     Ok(Built { vs, model, report })
 }
 
+/// A checkpoint (model folder or `.ckpt`) loaded whole, as `m3ae test` and inference load
+/// it: its own config (else `fallback_config`'s), then `overrides`; the encoders' configs
+/// from its weights; every head it holds kept.
+pub fn load_for_eval(path: &Path, fallback_config: Option<&Path>, overrides: &[(String, Value)], device: Device) -> Result<(M3aeConfig, Built)> {
+    let src = read_source(path)?;
+    let base = match (&src.config, fallback_config) {
+        (Some(c), _) => c.clone(),
+        (None, Some(file)) => read_json(file)?,
+        (None, None) => return Err(Error::Checkpoint { path: path.into(), reason: "no config.json beside the weights".into() }),
+    };
+    let mut config = build_config(Some(base), &path.display().to_string(), overrides, None)?;
+    let shapes = shapes_of(&src.weights);
+    from_weights::vision_config(&mut config, &shapes, path)?;
+    text::resolve(&mut config, Some(&shapes), path)?;
+    let built = build_model(&config, Some((src, path)), true, device)?;
+    Ok((config, built))
+}
+
 /// The input pipeline of one split.
 pub struct SplitData {
     pub data: Arc<DatasetList>,

@@ -1,6 +1,7 @@
 //! The trainer's state and its checkpoints: `DIR/checkpoints/{last,best}`, each a model
 //! folder (`model.safetensors` + `config.json`, a valid `load_path`, and what `m3ae export`
-//! reads) plus `optimizer.safetensors` and `trainer_state.json`.
+//! reads) plus `optimizer.safetensors` and `trainer_state.json`, and for VQA the answer
+//! vocabulary `answers.json` when the run staged one in `DIR/checkpoints/`.
 //!
 //! Writing is atomic: a checkpoint is written into a fresh folder whose files and folder are
 //! fsynced, then the `last` (or `best`) symlink is swapped to it by `rename`, which POSIX makes
@@ -15,6 +16,7 @@ use tch::nn;
 use super::optim::{AdamW, AdamWState};
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
+use crate::tasks::answers::ANSWERS_FILE;
 use crate::weights::{read_safetensors, write_safetensors, StateDict};
 
 /// Where a run is and what it has seen: everything besides the weights and the optimizer's
@@ -122,7 +124,14 @@ fn start_folder(dir: &Path, name: &str, state: &TrainerState) -> Result<(PathBuf
 /// `target` and swaps the `name` symlink to it; removes the folder `name` pointed to before.
 fn commit_folder(dir: &Path, name: &str, tmp: &Path, target: &str, config: &M3aeConfig) -> Result<PathBuf> {
     write_json(&tmp.join("config.json"), config)?;
-    for f in [MODEL_FILE, OPTIMIZER_FILE, "config.json", STATE_FILE] {
+    let mut files = vec![MODEL_FILE, OPTIMIZER_FILE, "config.json", STATE_FILE];
+    // the run's VQA answer vocabulary, staged once when the run started
+    let answers = dir.join(ANSWERS_FILE);
+    if answers.is_file() {
+        std::fs::copy(&answers, tmp.join(ANSWERS_FILE)).map_err(io(&answers))?;
+        files.push(ANSWERS_FILE);
+    }
+    for f in files {
         fsync(&tmp.join(f))?;
     }
     fsync(tmp)?;

@@ -149,6 +149,7 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
         (config, built, opt, None)
     };
     let compute = compute_mode(&config, opts.device)?;
+    crate::tasks::answers::stage_for_checkpoints(&config, &run.checkpoints())?;
     let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json { path: run.config(), source })?;
     std::fs::write(run.config(), text + "\n").map_err(|e| Error::io(run.config(), e))?;
     let pipe = Pipeline::new(&config)?;
