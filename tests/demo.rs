@@ -84,7 +84,7 @@ fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
     let out = std::env::temp_dir().join(format!("m3ae-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let printed = demo(&out);
-    for f in ["report.md", "results.json", "losses.png", "metrics.png"] {
+    for f in ["report.md", "results.json", "losses.png", "metrics.png", "mim_reconstructions.png", "attention.png"] {
         assert!(std::fs::metadata(out.join(f)).map(|m| m.len() > 500).unwrap_or(false), "{f} is missing or empty");
     }
     let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();

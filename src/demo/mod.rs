@@ -10,7 +10,9 @@
 //! - [`runner`]: runs them as child processes, a few at a time, resumably.
 //! - [`results`]: the numbers read back and aggregated over seeds.
 //! - [`report`], [`figures`]: `report.md`, `results.json`, `losses.png`, `metrics.png`.
+//! - [`model_figures`]: `mim_reconstructions.png`, `attention.png` from the study's checkpoints.
 pub mod figures;
+pub mod model_figures;
 pub mod plan;
 pub mod presets;
 pub mod report;
@@ -114,6 +116,7 @@ pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, sche
         draw(&results, &p)?;
         files.push(p);
     }
+    files.extend(model_figures::draw(spec, &jobs)?);
     let model = match jobs.iter().find(|j| j.kind == plan::JobKind::Pretrain) {
         Some(j) => {
             let dir = j.run_dir.join("checkpoints/last");
