@@ -27,7 +27,7 @@ impl Schedule {
         if quick {
             Schedule { pretrain_steps: 6, vqa_steps: 4, irtr_steps: 3, batch: 8 }
         } else {
-            Schedule { pretrain_steps: 150, vqa_steps: 120, irtr_steps: 60, batch: 32 }
+            Schedule { pretrain_steps: 80, vqa_steps: 80, irtr_steps: 24, batch: 32 }
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
     md.push_str("Each cell is the mean ± sample standard deviation over the seeds ");
     md.push_str(&format!("{:?}. Fine-tuned models are evaluated by `m3ae test` on the test split with their best checkpoint (by `val/the_metric`); the pre-training losses are each run's last validation (`*/val/loss_epoch`).\n\n", ctx.seeds));
     md.push_str(&markdown_table(results));
+    md.push_str("\nChance levels: retrieval R@k is k/N over N test images (the same for every variant when the scores carry no image–text interaction); VQA closed questions are yes/no, balanced by the generator.\n");
     md.push_str("\n## Figures\n\n");
     for f in figures {
         if let Some(name) = f.file_name().and_then(|n| n.to_str()) {
