@@ -206,7 +206,7 @@ fn forever(pg: &ProcessGroup) -> m3ae::Result<()> {
     println!("looping");
     loop {
         pg.allreduce_sum(&mut t)?;
-        t.fill_(1.0);
+        let _ = t.fill_(1.0);
     }
 }
 
