@@ -3,11 +3,15 @@
 //! `c10d.cpp` beside this file.
 //!
 //! - [`rendezvous`]: torchrun's environment; [`ProcessGroup`]: the collectives.
+//! - [`ddp`]: data-parallel training's steps (broadcast, bucketed gradient sums, gathers).
+//! - [`launch`]: `--nproc N`, torchrun's job on one machine.
 //! - Every collective is waited on with the rendezvous timeout (`dist_timeout_s`). A failure
 //!   (a dead peer, a timeout, an unreachable store) comes back as [`Error::Dist`] naming the
 //!   ranks that did not report, never as an abort or a hang; the group then refuses further
 //!   collectives, so the caller's only move is to end the process.
+pub mod ddp;
 mod ffi;
+pub mod launch;
 pub mod rendezvous;
 
 use std::cell::Cell;
