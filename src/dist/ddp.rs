@@ -38,6 +38,10 @@ impl Ddp {
             None => Ok(Ddp::single(device)),
             Some(rdzv) => {
                 let device = if device.is_cuda() { Device::Cuda(rdzv.local_rank) } else { device };
+                let gpus = tch::Cuda::device_count() as usize;
+                if device.is_cuda() && rdzv.local_rank >= gpus {
+                    return Err(crate::error::Error::Dist { rank: rdzv.rank, reason: format!("LOCAL_RANK {} needs GPU {}, but this machine has {gpus}: start at most {gpus} processes per machine", rdzv.local_rank, rdzv.local_rank) });
+                }
                 let pg = ProcessGroup::new(&rdzv.with_timeout(timeout), Backend::for_device(device))?;
                 Ok(Ddp { pg: Some(pg), device })
             }

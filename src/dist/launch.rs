@@ -47,6 +47,11 @@ pub fn launch_local(nproc: usize, args: &[OsString]) -> Result<bool> {
         libc::signal(libc::SIGHUP, on_stop as *const () as libc::sighandler_t);
     }
     log::info!("--nproc {nproc}: starting {nproc} ranks (store on 127.0.0.1:{port})");
+    // as torchrun: N processes each running a full-size thread pool would oversubscribe the cores
+    let threads = std::env::var_os("OMP_NUM_THREADS").is_none().then(|| {
+        log::info!("OMP_NUM_THREADS is set to 1 in each rank (as torchrun does); set it to tune");
+        "1"
+    });
     let mut children: Vec<Option<Child>> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
         let mut cmd = Command::new(&exe);
@@ -58,6 +63,9 @@ pub fn launch_local(nproc: usize, args: &[OsString]) -> Result<bool> {
             .env("WORLD_SIZE", nproc.to_string())
             .env("LOCAL_WORLD_SIZE", nproc.to_string())
             .env_remove("TORCHELASTIC_USE_AGENT_STORE");
+        if let Some(t) = threads {
+            cmd.env("OMP_NUM_THREADS", t);
+        }
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill the child when the
         // launcher dies, however it dies.
         unsafe {
