@@ -58,6 +58,27 @@ fn two_processes_match_one_process_with_the_same_batch_size() {
     assert!(worst.0 <= 1e-5, "2 processes ≠ 1 process: {:e} on {}", worst.0, worst.1);
 }
 
+#[test]
+fn sharded_retrieval_evaluation_matches_one_process() {
+    let dir = scratch("ddp-irtr");
+    let t = set("train-irtr");
+    let opts = |run: &Path| RunOptions {
+        task: m3ae::train::task::Task::finetune("irtr_roco").unwrap(),
+        run_dir: run.into(),
+        config_file: Some(t.join("config.json")),
+        overrides: sets(json!({"data_root": t.join("data"), "tokenizer": t.join("tokenizer"), "load_path": t.join("model"), "max_steps": 1, "log_every_n_steps": 1})),
+        resume: false,
+        device: tch::Device::Cpu,
+    };
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    succeed(&mut alone(&opts(&one)), "one process");
+    succeed(command(&opts(&two)).args(["--nproc", "2"]), "--nproc 2");
+    // every image's scores, computed on either rank, gathered into the one ranking
+    for name in ["val/recalls/ir_r1", "val/recalls/ir_r5", "val/recalls/tr_r1", "val/recalls/tr_r5", "irtr/val/irtr_loss_epoch", "irtr/train/loss"] {
+        same_series(&one, &two, name, 1e-5);
+    }
+}
+
 /// The pre-training run of `extra` launched by the venv's torchrun (`--no-python`).
 fn torchrun(o: &RunOptions) -> Command {
     let torchrun = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/torchrun");

@@ -66,8 +66,8 @@ pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, spli
 }
 
 /// Recall@k over a split: each image row against every (image, text) sample's text, the way
-/// `compute_irtr_recall` ranks them (its image index is the table row). The image chunks are
-/// dealt out over `ddp`'s ranks and their score rows gathered.
+/// `compute_irtr_recall` ranks them (its image index is the table row). The images are dealt
+/// out over `ddp`'s ranks round robin and their score rows gathered back into image order.
 pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitData, ddp: &Ddp) -> Result<Recalls> {
     let transform = *split.transforms.first().ok_or_else(|| Error::Config("no val transform".into()))?;
     let (mut ids, mut masks, mut text_iids) = (Vec::new(), Vec::new(), Vec::new());
@@ -94,12 +94,10 @@ pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitDa
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         let shard = ddp.shard(ddp.world());
+        let mine: Vec<_> = images.iter().enumerate().filter(|(n, _)| shard.owns(*n)).map(|(_, image)| *image).collect();
         let (mut rows, mut iids) = (Vec::new(), Vec::new());
-        for (n, chunk) in images.chunks(IMAGE_CHUNK).enumerate() {
-            bar.inc(chunk.len() as u64);
-            if !shard.owns(n) {
-                continue;
-            }
+        for chunk in mine.chunks(IMAGE_CHUNK) {
+            bar.inc((chunk.len() * ddp.world()) as u64);
             let mut tensors = Vec::new();
             for &(iid, ds, row) in chunk {
                 let name = format!("{}, row {row}", ds.table.path.display());
@@ -119,9 +117,11 @@ pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitDa
         }
         bar.finish_and_clear();
         let n_texts = text_iids.len() as i64;
-        let mine = if rows.is_empty() { Tensor::zeros([0, n_texts], (Kind::Float, tch::Device::Cpu)) } else { Tensor::cat(&rows, 0) };
-        let scores = ddp.gather_rows(&mine)?;
-        let iids = Vec::<i64>::try_from(ddp.gather_rows(&Tensor::from_slice(&iids))?)?;
+        let my_rows = if rows.is_empty() { Tensor::zeros([0, n_texts], (Kind::Float, tch::Device::Cpu)) } else { Tensor::cat(&rows, 0) };
+        let (scores, iids) = (ddp.gather_rows(&my_rows)?, ddp.gather_rows(&Tensor::from_slice(&iids))?);
+        // image ids grow with the image order: sorting restores one process's rows
+        let order = iids.argsort(0, false);
+        let (scores, iids) = (scores.index_select(0, &order), Vec::<i64>::try_from(iids.index_select(0, &order))?);
         if iids.is_empty() {
             return Err(Error::Config("recall: no readable image in the split".into()));
         }
