@@ -126,7 +126,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn a_killed_launcher_leaves_no_rank_and_its_run_resumes_in_one_process() {
     let dir = scratch("ddp-kill");
-    let extra = json!({"per_gpu_batchsize": 5, "batch_size": 10, "max_steps": 24, "checkpoint_every_n_steps": 2});
+    let extra = json!({"per_gpu_batchsize": 5, "batch_size": 10, "max_steps": 40, "checkpoint_every_n_steps": 2});
     let one = dir.join("one");
     succeed(&mut alone(&vqa_opts(&one, extra.clone())), "one process");
     let two = dir.join("two");
@@ -150,11 +150,12 @@ fn a_killed_launcher_leaves_no_rank_and_its_run_resumes_in_one_process() {
     launcher.wait().unwrap();
     let killed = Instant::now();
     while ranks.iter().any(|&p| alive(p)) {
-        assert!(killed.elapsed() < Duration::from_secs(5), "ranks {ranks:?} outlived their launcher");
+        // the kernel kills them at once (PR_SET_PDEATHSIG); the run itself needs longer
+        assert!(killed.elapsed() < Duration::from_secs(1), "ranks {ranks:?} outlived their launcher");
         std::thread::sleep(Duration::from_millis(20));
     }
     let saved = last_step(&two).unwrap();
-    assert!(saved < 24, "killed mid-run (last at step {saved})");
+    assert!(saved < 40, "killed mid-run (last at step {saved})");
     // the 2-process run resumes in one process and logs what the 1-process run logged
     succeed(&mut alone(&RunOptions { resume: true, overrides: vec![], config_file: None, ..o }), "the resumed run");
     same_series(&one, &two, "vqa/train/loss", 1e-5);
