@@ -3,7 +3,8 @@
 # run (parity/train-vqa's model and data, per_gpu_batchsize 5, batch_size 10) as
 #   1 process × 1 thread, 1 process × 2 threads, 2 processes × 1 thread (--nproc 2).
 # Throughput is the median of metrics.jsonl's train/samples_per_second (all ranks' samples)
-# after the first logged step; validation runs only at the end. Efficiency is
+# after the first logged step. The fixture's epoch is one step (10 samples), so each interval
+# also holds an epoch's set-up and a (sharded) validation on 7 samples. Efficiency is
 # throughput(2 × 1 thread) / (2 × throughput(1 × 1 thread)).
 # Usage: bench/ddp_scaling.sh [STEPS] (default 40); needs `cargo build --release`.
 set -euo pipefail
@@ -14,7 +15,7 @@ out=$(mktemp -d)
 v=parity/train-vqa
 args=(finetune vqa_vqa_rad --config $v/config.json --set data_root=\"$v/data\" tokenizer=\"$v/tokenizer\"
       load_path=\"$v/model\" test_only=true per_gpu_batchsize=5 batch_size=10 max_steps="$steps"
-      max_epoch=1000 val_check_interval=100000 log_every_n_steps=1)
+      max_epoch=1000 log_every_n_steps=1)
 OMP_NUM_THREADS=1 "$m3ae" "${args[@]}" --run-dir "$out/p1t1" >/dev/null 2>&1
 OMP_NUM_THREADS=2 "$m3ae" "${args[@]}" --run-dir "$out/p1t2" >/dev/null 2>&1
 OMP_NUM_THREADS=1 "$m3ae" "${args[@]}" --run-dir "$out/p2t1" --nproc 2 >/dev/null 2>&1
