@@ -353,7 +353,9 @@ impl Fit {
             self.state.since_best = 0;
             self.save("best")?;
             // nothing trained since: `last` shares `best`'s files
-            state::save_as_link(&self.run.checkpoints(), "last", "best", &self.config, &self.state)?;
+            if self.ddp.is_main() {
+                state::save_as_link(&self.run.checkpoints(), "last", "best", &self.config, &self.state)?;
+            }
         } else {
             self.state.since_best += 1;
             self.save("last")?;
