@@ -60,6 +60,10 @@ pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
     }
     let opts = RunOptions { task, run_dir: args.run_dir.clone(), config_file: args.config.clone(), overrides, resume: args.resume, device };
     let summary = fit_run(&opts)?;
+    // in a multi-process run, rank 0 reports
+    if std::env::var("RANK").is_ok_and(|r| r.trim() != "0") {
+        return Ok(summary.outcome != Outcome::Interrupted);
+    }
     let s = &summary.state;
     let how = match summary.outcome {
         Outcome::Finished => "finished",

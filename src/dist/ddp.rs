@@ -33,6 +33,7 @@ impl Ddp {
 
     /// Joins the group torchrun's environment describes (one process when it describes none),
     /// with collectives bounded by `timeout`. On CUDA each rank takes GPU `LOCAL_RANK`.
+    /// Ranks other than 0 then log warnings and errors only (rank 0 reports the run).
     pub fn from_env(timeout: Duration, device: Device) -> Result<Self> {
         match Rendezvous::from_env()? {
             None => Ok(Ddp::single(device)),
@@ -43,6 +44,9 @@ impl Ddp {
                     return Err(crate::error::Error::Dist { rank: rdzv.rank, reason: format!("LOCAL_RANK {} needs GPU {}, but this machine has {gpus}: start at most {gpus} processes per machine", rdzv.local_rank, rdzv.local_rank) });
                 }
                 let pg = ProcessGroup::new(&rdzv.with_timeout(timeout), Backend::for_device(device))?;
+                if pg.rank() != 0 {
+                    log::set_max_level(log::LevelFilter::Warn);
+                }
                 Ok(Ddp { pg: Some(pg), device })
             }
         }
