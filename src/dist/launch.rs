@@ -80,7 +80,7 @@ pub fn launch_local(nproc: usize, args: &[OsString]) -> Result<bool> {
             Ok(child) => children.push(Some(child)),
             Err(e) => {
                 kill_all(&mut children);
-                return Err(Error::Dist { rank, reason: format!("could not start rank {rank} ({}): {e}", exe.display()) });
+                return Err(Error::Dist { rank, reason: format!("could not start {}: {e}", exe.display()) });
             }
         }
     }
@@ -94,7 +94,7 @@ fn watch(children: &mut [Option<Child>]) -> Result<bool> {
         let stop = STOP.load(Ordering::SeqCst);
         if stop != 0 {
             kill_all(children);
-            return Err(Error::Dist { rank: 0, reason: format!("the launcher got signal {stop}: every rank was killed") });
+            return Err(Error::Dist { rank: 0, reason: format!("the --nproc launcher got signal {stop} and killed every rank") });
         }
         for (rank, slot) in children.iter_mut().enumerate() {
             let Some(child) = slot else { continue };
@@ -103,14 +103,14 @@ fn watch(children: &mut [Option<Child>]) -> Result<bool> {
                 Ok(None) => continue,
                 Err(e) => {
                     kill_all(children);
-                    return Err(Error::Dist { rank, reason: format!("could not watch rank {rank}: {e}") });
+                    return Err(Error::Dist { rank, reason: format!("could not be watched: {e}") });
                 }
             };
             *slot = None;
             statuses[rank] = Some(status);
             if !status.success() && !INTERRUPTED.load(Ordering::SeqCst) {
                 kill_all(children);
-                return Err(Error::Dist { rank, reason: format!("rank {rank} failed ({status}); the other ranks were stopped") });
+                return Err(Error::Dist { rank, reason: format!("exited with {status}; the other ranks were stopped") });
             }
         }
         if children.iter().all(Option::is_none) {
@@ -118,7 +118,7 @@ fn watch(children: &mut [Option<Child>]) -> Result<bool> {
             return match (failed, INTERRUPTED.load(Ordering::SeqCst)) {
                 (None, _) => Ok(true),
                 (Some(_), true) => Ok(false),
-                (Some(rank), false) => Err(Error::Dist { rank, reason: format!("rank {rank} failed ({:?})", statuses[rank]) }),
+                (Some(rank), false) => Err(Error::Dist { rank, reason: format!("exited with {}", statuses[rank].map(|s| s.to_string()).unwrap_or_default()) }),
             };
         }
         std::thread::sleep(Duration::from_millis(100));
