@@ -1,5 +1,6 @@
-//! Compiles the small C++ shim beside the Rust that binds it (`src/train/autocast.cpp`:
-//! CUDA autocast's dtype) against libtorch's headers, embeds an rpath to libtorch's lib folder
+//! Compiles the small C++ shims beside the Rust that binds them (`src/train/autocast.cpp`:
+//! CUDA autocast's dtype; `src/dist/c10d.cpp`: libtorch's c10d, Gloo and, where CUDA headers
+//! are found, NCCL) against libtorch's headers, embeds an rpath to libtorch's lib folder
 //! (so binaries and tests run without LD_LIBRARY_PATH), and force-links libtorch_cuda where it
 //! exists so that `tch::Cuda::is_available()` sees the GPU.
 use std::path::PathBuf;
@@ -8,6 +9,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=src/train/autocast.cpp");
+    println!("cargo:rerun-if-changed=src/dist/c10d.cpp");
+    println!("cargo:rerun-if-changed=src/dist/gloo_decls");
+    println!("cargo:rerun-if-env-changed=M3AE_CUDA_INCLUDE");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         panic!("LIBTORCH is unset: run scripts/setup.sh (the Makefile does), which installs PyPI's torch==2.11.0 and links it as ./.libtorch");
     };
@@ -16,16 +20,35 @@ fn main() {
     let lib = root.join("lib");
     // the flags torch-sys builds tch's own C++ wrapper with (PyPI wheels use the C++11 ABI)
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
-        .cpp(true)
-        .file("src/train/autocast.cpp")
-        .include(root.join("include"))
-        .include(root.join("include/torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .warnings(false)
-        .compile("m3ae_autocast");
+    let shim = |file: &str| {
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .file(file)
+            .include(root.join("include"))
+            .include(root.join("include/torch/csrc/api/include"))
+            .flag("-std=c++17")
+            .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+            .flag("-DGLOG_USE_GLOG_EXPORT")
+            .warnings(false);
+        build
+    };
+    shim("src/train/autocast.cpp").compile("m3ae_autocast");
+    // The wheel lacks gloo's headers: our declaration-only stand-ins let ProcessGroupGloo.hpp
+    // parse (src/dist/gloo_decls/README.md; tests/dist.rs checks no gloo symbol is referenced).
+    let mut c10d = shim("src/dist/c10d.cpp");
+    c10d.include("src/dist/gloo_decls").define("USE_C10D_GLOO", "1");
+    let cuda = cuda_includes(&root);
+    if let Some(dirs) = &cuda {
+        c10d.define("USE_C10D_NCCL", "1").define("USE_CUDA", "1");
+        for dir in dirs {
+            c10d.include(dir);
+        }
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    } else {
+        println!("cargo:warning=no CUDA headers (crt/host_defines.h, nccl.h): the dist module is built without NCCL");
+    }
+    c10d.compile("m3ae_c10d");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
@@ -33,4 +56,21 @@ fn main() {
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+}
+
+/// The include folders ProcessGroupNCCL.hpp needs, when all are present: the CUDA runtime's
+/// (with `crt/`, from PyPI's nvidia-cuda-crt, and `nv/target`, from nvidia-cuda-cccl, or a
+/// toolkit's), and NCCL's. `M3AE_CUDA_INCLUDE` (folders joined by `:`) adds a toolkit's.
+fn cuda_includes(torch: &std::path::Path) -> Option<Vec<PathBuf>> {
+    if !torch.join("lib/libtorch_cuda.so").exists() {
+        return None;
+    }
+    let site = torch.parent()?.join("nvidia");
+    let mut dirs: Vec<PathBuf> = std::env::var("M3AE_CUDA_INCLUDE")
+        .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default();
+    dirs.extend([site.join("cu13/include"), site.join("cu13/include/cccl"), site.join("nccl/include")]);
+    dirs.retain(|d| d.is_dir());
+    let has = |file: &str| dirs.iter().any(|d| d.join(file).exists());
+    (has("crt/host_defines.h") && has("nv/target") && has("cuda_runtime_api.h") && has("nccl.h")).then_some(dirs)
 }

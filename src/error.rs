@@ -48,6 +48,9 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
+    #[error("distributed run, rank {rank}: {reason}")]
+    Dist { rank: usize, reason: String },
+
     #[error("training stopped at step {step}: {reason}")]
     Training { step: u64, reason: String },
 }

@@ -7,6 +7,7 @@
 //! - [`weights`]: safetensors checkpoints, loaded strictly by upstream key.
 //! - [`checkpoint`]: PyTorch `.ckpt` files: read (never executed), convert, export.
 //! - [`data`]: the input pipeline.
+//! - [`dist`]: multi-process training on libtorch's c10d (Gloo, NCCL, TCPStore).
 //! - [`parity`]: golden-set comparison against the Python reference.
 //! - [`runtime`]: process-wide allocator settings for CPU work (used by the binary).
 //! - [`bench`]: benchmark workloads against the PyTorch reference (bench/run.sh).
@@ -15,6 +16,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod dist;
 pub mod error;
 pub mod model;
 pub mod parity;

@@ -3,83 +3,20 @@
 //! its loss, ablations remove their heads and metrics, resume after kill -9 is exact,
 //! gradient accumulation equals one big batch, every task family runs end to end, and bad
 //! input stops with an error that names it.
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::*;
 use m3ae::train::metrics::{recalls, Accuracy, PhaseMetrics, VqaScore};
 use m3ae::train::task::Task;
-use m3ae::train::trainer::{fit, FitSummary, Outcome, RunOptions};
+use m3ae::train::trainer::{fit, Outcome, RunOptions};
 use m3ae::weights::read_safetensors;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
 #[path = "train/kill_in_write.rs"]
 mod kill_in_write;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn set(name: &str) -> PathBuf {
-    root().join("parity").join(name)
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("m3ae-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// `{"k": v, …}` as `--set` overrides.
-fn sets(v: Value) -> Vec<(String, Value)> {
-    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// A pre-training data folder: train-irtr's captioned images as `roco_{train,val,test}`.
-fn pretrain_data() -> PathBuf {
-    let d = scratch("pretrain-data");
-    for split in ["train", "val", "test"] {
-        std::fs::copy(set("train-irtr").join(format!("data/irtr_roco_{split}.arrow")), d.join(format!("roco_{split}.arrow"))).unwrap();
-    }
-    d
-}
-
-/// Pre-training options on train-irtr's model and data: tiny MIM decoder, 8-sample batches.
-fn pretrain_opts(run: &Path, data: &Path, extra: Value) -> RunOptions {
-    let s = set("train-irtr");
-    let mut o = sets(json!({
-        "data_root": data, "tokenizer": s.join("tokenizer"), "load_path": s.join("model"), "datasets": ["roco"],
-        "loss_names": {"mlm": 1, "mim": 1, "itm": 1}, "draw_false_image": 1, "draw_false_text": 0, "get_recall_metric": false,
-        "mim_decoder_hidden_size": 32, "mim_decoder_num_layers": 1, "mim_decoder_num_heads": 2, "mim_layer": -1,
-        "mlm_prob": 0.3, "per_gpu_batchsize": 8, "batch_size": 8, "max_steps": 6, "warmup_steps": 0, "learning_rate": 1e-3,
-        "log_every_n_steps": 1, "num_workers": 1,
-    }));
-    o.extend(sets(extra));
-    RunOptions { task: Task::pretrain(), run_dir: run.into(), config_file: Some(s.join("config.json")), overrides: o, resume: false, device: Device::Cpu }
-}
-
-/// VQA fine-tuning options on train-vqa (its initial weights, heads included).
-fn vqa_opts(run: &Path, extra: Value) -> RunOptions {
-    let s = set("train-vqa");
-    let mut o = sets(json!({
-        "data_root": s.join("data"), "tokenizer": s.join("tokenizer"), "load_path": s.join("model"), "test_only": true,
-        "log_every_n_steps": 1,
-    }));
-    o.extend(sets(extra));
-    RunOptions { task: Task::finetune("vqa_vqa_rad").unwrap(), run_dir: run.into(), config_file: Some(s.join("config.json")), overrides: o, resume: false, device: Device::Cpu }
-}
-
-/// Every line of metrics.jsonl.
-fn metrics(run: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
-    // a line being written by a running child may be incomplete: skip it
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
-/// `name` of every line that has it, by step.
-fn series(run: &Path, name: &str) -> Vec<(u64, f64)> {
-    metrics(run).iter().filter_map(|m| Some((m["step"].as_u64()?, m.get(name)?.as_f64()?))).collect()
-}
 
 #[test]
 fn metrics_match_values_worked_out_by_hand() {
@@ -121,10 +58,6 @@ fn metrics_match_values_worked_out_by_hand() {
     assert!((get("val/recalls/ir_r1") - 0.6).abs() < 1e-9);
 }
 
-fn run(o: &RunOptions) -> FitSummary {
-    fit(o).unwrap_or_else(|e| panic!("{}: {e}", o.run_dir.display()))
-}
-
 #[test]
 fn pretraining_lowers_its_loss_and_each_ablation_removes_its_head_and_metrics() {
     let data = pretrain_data();
@@ -154,23 +87,6 @@ fn pretraining_lowers_its_loss_and_each_ablation_removes_its_head_and_metrics() 
             assert!(names.contains(&format!("{k}/train/loss")) && names.contains(&format!("{k}/val/loss_epoch")), "{k} metrics: {names:?}");
         }
     }
-}
-
-/// The `m3ae` binary for `o`: the command line `m3ae pretrain` would get.
-fn command(o: &RunOptions) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae"));
-    cmd.args(["pretrain", "--run-dir"]).arg(&o.run_dir);
-    if o.resume {
-        cmd.arg("--resume");
-    }
-    if let Some(c) = &o.config_file {
-        cmd.arg("--config").arg(c);
-    }
-    for (k, v) in &o.overrides {
-        cmd.arg("--set").arg(format!("{k}={v}"));
-    }
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    cmd
 }
 
 /// A run killed with SIGKILL mid-flight and resumed (`--resume`) logs exactly the values the
@@ -246,32 +162,7 @@ fn gradient_accumulation_over_two_micro_batches_equals_one_batch() {
     let two = dir.join("two");
     run(&vqa_opts(&one, json!({"per_gpu_batchsize": 10, "batch_size": 10, "max_steps": 2})));
     run(&vqa_opts(&two, json!({"per_gpu_batchsize": 5, "batch_size": 10, "max_steps": 2})));
-    let a = read_safetensors(&one.join("checkpoints/last/model.safetensors")).unwrap();
-    let b = read_safetensors(&two.join("checkpoints/last/model.safetensors")).unwrap();
-    let mut worst = (0.0f64, String::new());
-    let moved = read_safetensors(&set("train-vqa").join("model/model.safetensors")).unwrap();
-    let mut changed = 0;
-    for (k, t) in &a {
-        // attention key biases have a zero gradient in exact arithmetic: Adam turns their
-        // rounding noise into full-size steps, which no two summation orders share
-        if k.ends_with("key.bias") {
-            continue;
-        }
-        let (t, u) = if k.ends_with("in_proj_bias") {
-            let d = t.size()[0] / 3; // q, k, v: leave k out
-            (Tensor::cat(&[t.narrow(0, 0, d), t.narrow(0, 2 * d, d)], 0), Tensor::cat(&[b[k].narrow(0, 0, d), b[k].narrow(0, 2 * d, d)], 0))
-        } else {
-            (t.shallow_clone(), b[k].shallow_clone())
-        };
-        let d = f64::try_from((&t - &u).abs().max()).unwrap();
-        let scale = f64::try_from(t.abs().max()).unwrap().max(1e-6);
-        if d / scale > worst.0 {
-            worst = (d / scale, k.clone());
-        }
-        if !a[k].equal(&moved[k]) {
-            changed += 1;
-        }
-    }
+    let (worst, changed) = weight_difference(&one, &two, &set("train-vqa").join("model/model.safetensors"));
     assert!(changed > 10, "two steps must move the weights ({changed} tensors changed)");
     assert!(worst.0 <= 1e-5, "accumulated update differs from the one-batch update: {:e} on {}", worst.0, worst.1);
     assert_eq!(series(&one, "vqa/train/loss").len(), 2);

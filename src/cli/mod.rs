@@ -38,6 +38,11 @@ pub struct RunArgs {
     /// Continue the run from checkpoints/last (its saved config; --config and --set are refused).
     #[arg(long)]
     pub resume: bool,
+    /// Train with N processes on this machine (torchrun's job, built in): Gloo on the CPU,
+    /// NCCL with --cuda (GPU i for process i). Each optimizer step sees the same samples as
+    /// one process; only rank 0 writes files.
+    #[arg(long, value_name = "N")]
+    pub nproc: Option<usize>,
 }
 
 /// Runs `fit` for `task` with the CLI's options and reports how it ended.
@@ -47,8 +52,18 @@ pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
     if args.resume && (!overrides.is_empty() || args.config.is_some()) {
         return Err(m3ae::Error::Config("--resume continues the run with its saved config: drop --config, --set and --ablate".into()));
     }
+    if let Some(n) = args.nproc.filter(|&n| n > 1) {
+        if std::env::var_os("RANK").is_some() {
+            return Err(m3ae::Error::Config("--nproc inside a launch that already set RANK (torchrun?): use one launcher".into()));
+        }
+        return m3ae::dist::launch::launch_local(n, &without_nproc(std::env::args_os().skip(1)));
+    }
     let opts = RunOptions { task, run_dir: args.run_dir.clone(), config_file: args.config.clone(), overrides, resume: args.resume, device };
     let summary = fit_run(&opts)?;
+    // in a multi-process run, rank 0 reports
+    if std::env::var("RANK").is_ok_and(|r| r.trim() != "0") {
+        return Ok(summary.outcome != Outcome::Interrupted);
+    }
     let s = &summary.state;
     let how = match summary.outcome {
         Outcome::Finished => "finished",
@@ -66,4 +81,21 @@ pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
         }
     }
     Ok(summary.outcome != Outcome::Interrupted)
+}
+
+/// The command line minus `--nproc N` / `--nproc=N`: what each launched rank runs.
+fn without_nproc(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for a in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        match a.to_str() {
+            Some("--nproc") => skip_value = true,
+            Some(s) if s.starts_with("--nproc=") => {}
+            _ => out.push(a),
+        }
+    }
+    out
 }

@@ -154,6 +154,9 @@ pub struct M3aeConfig {
     pub grad_clip_norm: Option<f64>,
     /// Stop after this many validations without a better `val/the_metric` (None: never).
     pub early_stop_patience: Option<u64>,
+    /// Multi-process runs: how long a rendezvous, a store operation or a collective may take
+    /// before the ranks give up with an error naming the absent rank (seconds).
+    pub dist_timeout_s: u64,
     /// Not an upstream key: the CLIP shape, which upstream reads from the CLIP weights.
     /// When absent it follows `vit` (or the loaded state_dict's shapes).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,6 +234,7 @@ impl Default for M3aeConfig {
             log_every_n_steps: 50,
             grad_clip_norm: None,
             early_stop_patience: None,
+            dist_timeout_s: crate::dist::DEFAULT_TIMEOUT_S,
             melinda_label_size: [("i_meth", 85), ("p_meth", 45), ("i_meth_label", 15), ("p_meth_label", 7)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))

@@ -155,6 +155,29 @@ pub struct Loader {
     prefetch: usize,
     skipped: Arc<Mutex<Vec<SkippedImage>>>,
     handles: Vec<JoinHandle<()>>,
+    shard: Shard,
+}
+
+/// Which batches of the epoch this process builds (all of them outside multi-process runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Consecutive batches dealt out together (an optimizer step's; or `world` in evaluation).
+    pub group: usize,
+    /// This process's rank.
+    pub rank: usize,
+    /// The number of processes.
+    pub world: usize,
+}
+
+impl Shard {
+    /// Every batch: one process.
+    pub const ALL: Shard = Shard { group: 1, rank: 0, world: 1 };
+
+    /// Whether batch `n` is built here: its place in its group of `group` batches, modulo
+    /// `world`, is `rank` (round robin from the group's first batch).
+    pub fn owns(&self, n: usize) -> bool {
+        (n % self.group.max(1)) % self.world.max(1) == self.rank
+    }
 }
 
 /// What a sample's stream is drawn for.
@@ -230,6 +253,7 @@ impl Loader {
             prefetch: config.prefetch,
             skipped,
             handles,
+            shard: Shard::ALL,
         })
     }
 
@@ -251,7 +275,27 @@ impl Loader {
         self.next_job = self.next_out;
     }
 
-    /// The number of the next batch `next` returns.
+    /// Builds only `shard`'s batches from here on: iterating yields those; [`Loader::next_slot`]
+    /// also reports the others' places.
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.shard = shard;
+    }
+
+    /// The next batch place: its number and its batch, or `None` in place of a batch another
+    /// process builds (never built here).
+    pub fn next_slot(&mut self) -> Option<(usize, Option<Result<Batch>>)> {
+        let n = self.next_out;
+        if n >= self.batches.len() {
+            return None;
+        }
+        if !self.shard.owns(n) {
+            self.next_out += 1;
+            return Some((n, None));
+        }
+        self.next().map(|b| (n, Some(b)))
+    }
+
+    /// The number of the next batch place (`next` skips the places of other processes).
     pub fn position(&self) -> usize {
         self.next_out
     }
@@ -266,14 +310,21 @@ impl Iterator for Loader {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Result<Batch>> {
+        while self.next_out < self.batches.len() && !self.shard.owns(self.next_out) {
+            self.next_out += 1;
+        }
         if self.next_out >= self.batches.len() {
             return None;
         }
         let jobs = self.jobs.as_ref()?;
-        while self.next_job < self.batches.len() && self.next_job < self.next_out + self.prefetch {
-            let indices = std::mem::take(&mut self.batches[self.next_job]);
-            if jobs.send((self.next_job, indices)).is_err() {
-                return Some(Err(Error::input("loader", "worker threads stopped")));
+        // the prefetch window spans `prefetch` of this process's batches
+        let window = self.prefetch * self.shard.world.max(1);
+        while self.next_job < self.batches.len() && self.next_job < self.next_out + window {
+            if self.shard.owns(self.next_job) {
+                let indices = std::mem::take(&mut self.batches[self.next_job]);
+                if jobs.send((self.next_job, indices)).is_err() {
+                    return Some(Err(Error::input("loader", "worker threads stopped")));
+                }
             }
             self.next_job += 1;
         }

@@ -1,6 +1,7 @@
 //! Evaluation of a split (upstream's `validation_step` / `test_step` and `epoch_wrapup`):
 //! every batch in order, no graph, then the epoch's metrics under upstream's names, and the
-//! retrieval recalls when asked.
+//! retrieval recalls when asked. In a multi-process run the batches (and the recall's images)
+//! are dealt out over the ranks round robin and the sums and score rows gathered.
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
@@ -11,6 +12,7 @@ use super::step::run_micro;
 use super::task::TaskKind;
 use crate::data::image_io::decode_rgba;
 use crate::data::loader::Loader;
+use crate::dist::ddp::Ddp;
 use crate::error::{Error, Result};
 use crate::model::M3aeTransformerSs;
 use crate::tasks::retrieval::EncodedTexts;
@@ -35,33 +37,39 @@ impl Evaluation {
 
 /// Evaluates `model` on `split` as `phase` (`val` or `test`). `with_recall` adds the
 /// retrieval recalls of the split (every image against every text). `metrics` keeps the VQA
-/// best epoch across calls.
-pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, split: &SplitData, phase: &str, with_recall: bool, metrics: &mut PhaseMetrics) -> Result<Evaluation> {
+/// best epoch across calls. `ddp` shares the work among the run's processes.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, split: &SplitData, phase: &str, with_recall: bool, metrics: &mut PhaseMetrics, ddp: &Ddp) -> Result<Evaluation> {
     let c = &pipe.config;
-    let loader = Loader::new(split.data.clone(), pipe.tokenizer.clone(), split.transforms.clone(), pipe.collator(), split.loader.clone(), 0)?;
-    let batches = loader.len();
-    let bar = indicatif::ProgressBar::new(batches as u64);
+    let mut loader = Loader::new(split.data.clone(), pipe.tokenizer.clone(), split.transforms.clone(), pipe.collator(), split.loader.clone(), 0)?;
+    loader.set_shard(ddp.shard(ddp.world()));
+    let bar = indicatif::ProgressBar::new(loader.len() as u64);
+    if !ddp.is_main() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     bar.set_message(phase.to_string());
-    let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0x5eed_e7a1);
-    let mut loader = loader;
-    for (n, batch) in loader.by_ref().enumerate() {
-        let batch = batch?;
-        // upstream draws MIM noise and ITM pairings in evaluation too: keyed by (seed, batch)
-        tch::manual_seed(super::step::stream_seed(c.seed, u64::MAX, n as u64));
-        run_micro(model, None, &batch, task, metrics, &mut rng)?;
+    while let Some((n, batch)) = loader.next_slot() {
+        if let Some(batch) = batch {
+            let batch = batch?;
+            // upstream draws MIM noise and ITM pairings in evaluation too: keyed by (seed, batch)
+            tch::manual_seed(super::step::stream_seed(c.seed, u64::MAX, n as u64));
+            let mut rng = ChaCha8Rng::seed_from_u64(super::step::stream_seed(c.seed ^ 0x5eed_e7a1, u64::MAX, n as u64) as u64);
+            run_micro(model, None, &batch, task, metrics, &mut rng)?;
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let unreadable = loader.skipped().len() as u64;
-    let rec = if with_recall { Some(split_recalls(model, pipe, split)?) } else { None };
-    Ok(Evaluation { values: metrics.wrapup(phase, &c.loss_names, rec.as_ref()), unreadable_images: unreadable })
+    let mut unreadable = [loader.skipped().len() as f64];
+    super::sync::reduce_metrics(ddp, metrics, &mut unreadable)?;
+    let rec = if with_recall { Some(split_recalls(model, pipe, split, ddp)?) } else { None };
+    Ok(Evaluation { values: metrics.wrapup(phase, &c.loss_names, rec.as_ref()), unreadable_images: unreadable[0] as u64 })
 }
 
 /// Recall@k over a split: each image row against every (image, text) sample's text, the way
-/// `compute_irtr_recall` ranks them (its image index is the table row).
-pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitData) -> Result<Recalls> {
+/// `compute_irtr_recall` ranks them (its image index is the table row). The images are dealt
+/// out over `ddp`'s ranks round robin and their score rows gathered back into image order.
+pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitData, ddp: &Ddp) -> Result<Recalls> {
     let transform = *split.transforms.first().ok_or_else(|| Error::Config("no val transform".into()))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(pipe.config.seed);
     let (mut ids, mut masks, mut text_iids) = (Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0i64;
     let mut images = Vec::new(); // (global image id, dataset, row)
@@ -82,11 +90,19 @@ pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitDa
     tch::no_grad(|| -> Result<Recalls> {
         let texts = EncodedTexts::new(model, &ids, &masks);
         let bar = indicatif::ProgressBar::new(images.len() as u64);
+        if !ddp.is_main() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let shard = ddp.shard(ddp.world());
+        let mine: Vec<_> = images.iter().enumerate().filter(|(n, _)| shard.owns(*n)).map(|(_, image)| *image).collect();
         let (mut rows, mut iids) = (Vec::new(), Vec::new());
-        for chunk in images.chunks(IMAGE_CHUNK) {
+        for chunk in mine.chunks(IMAGE_CHUNK) {
+            bar.inc((chunk.len() * ddp.world()) as u64);
             let mut tensors = Vec::new();
             for &(iid, ds, row) in chunk {
                 let name = format!("{}, row {row}", ds.table.path.display());
+                // the val transform draws nothing; a stream per image keeps any draw independent of the ranks
+                let mut rng = ChaCha8Rng::seed_from_u64(pipe.config.seed ^ (iid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 match ds.image_bytes(row).and_then(|b| decode_rgba(b, &name)).and_then(|img| transform.apply(&img, &mut rng)) {
                     Ok(t) => {
                         tensors.push(t);
@@ -98,13 +114,18 @@ pub fn split_recalls(model: &M3aeTransformerSs, pipe: &Pipeline, split: &SplitDa
             if !tensors.is_empty() {
                 rows.push(texts.scores(model, &Tensor::stack(&tensors, 0).to_device(model.device()))?.to_kind(Kind::Float).to_device(tch::Device::Cpu));
             }
-            bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
-        if rows.is_empty() {
+        let n_texts = text_iids.len() as i64;
+        let my_rows = if rows.is_empty() { Tensor::zeros([0, n_texts], (Kind::Float, tch::Device::Cpu)) } else { Tensor::cat(&rows, 0) };
+        let (scores, iids) = (ddp.gather_rows(&my_rows)?, ddp.gather_rows(&Tensor::from_slice(&iids))?);
+        // image ids grow with the image order: sorting restores one process's rows
+        let order = iids.argsort(0, false);
+        let (scores, iids) = (scores.index_select(0, &order), Vec::<i64>::try_from(iids.index_select(0, &order))?);
+        if iids.is_empty() {
             return Err(Error::Config("recall: no readable image in the split".into()));
         }
-        let (r, short) = recalls(&Tensor::cat(&rows, 0), &iids, &text_iids);
+        let (r, short) = recalls(&scores, &iids, &text_iids);
         if !short.is_empty() {
             log::warn!("recall: fewer candidates than k ({}); every candidate counts as within the top k (upstream's topk would fail)", short.join(", "));
         }
@@ -144,7 +165,7 @@ pub fn test(o: &TestOptions) -> Result<Evaluation> {
     let pipe = Pipeline::new(&config)?;
     let split = pipe.split(&o.split, false)?;
     let with_recall = o.task.kind == TaskKind::Irtr || config.get_recall_metric;
-    let ev = evaluate(&built.model, o.task.kind, &pipe, &split, "test", with_recall, &mut PhaseMetrics::default())?;
+    let ev = evaluate(&built.model, o.task.kind, &pipe, &split, "test", with_recall, &mut PhaseMetrics::default(), &Ddp::single(o.device))?;
     std::fs::create_dir_all(&o.run_dir).map_err(|e| Error::io(&o.run_dir, e))?;
     let step = super::state::saved_step(&path).unwrap_or(0);
     let mut values = ev.values.clone();

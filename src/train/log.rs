@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 /// The run's `metrics.jsonl`, appended line by line.
 pub struct MetricsLog {
     path: PathBuf,
-    file: File,
+    /// None on the ranks other than 0 of a multi-process run: only rank 0 writes.
+    file: Option<File>,
 }
 
 impl MetricsLog {
@@ -29,11 +30,17 @@ impl MetricsLog {
             std::fs::write(path, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).map_err(|e| Error::io(path, e))?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(MetricsLog { path: path.into(), file })
+        Ok(MetricsLog { path: path.into(), file: Some(file) })
+    }
+
+    /// A log that writes nothing (a rank other than 0).
+    pub fn discard(path: &Path) -> MetricsLog {
+        MetricsLog { path: path.into(), file: None }
     }
 
     /// Writes one line: `{"step": …, "epoch": …, name: value, …}`; a NaN is `null`.
     pub fn write(&mut self, step: u64, epoch: u64, values: &Named) -> Result<()> {
+        let Some(file) = self.file.as_mut() else { return Ok(()) };
         let mut line = format!("{{\"step\": {step}, \"epoch\": {epoch}");
         for (k, v) in values {
             let key = serde_json::to_string(k).unwrap_or_default();
@@ -41,7 +48,7 @@ impl MetricsLog {
             line += &format!(", {key}: {value}");
         }
         line += "}\n";
-        self.file.write_all(line.as_bytes()).and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+        file.write_all(line.as_bytes()).and_then(|_| file.flush()).map_err(|e| Error::io(&self.path, e))
     }
 }
 

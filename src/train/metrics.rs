@@ -176,6 +176,34 @@ pub struct PhaseMetrics {
 pub type Named = Vec<(String, f64)>;
 
 impl PhaseMetrics {
+    /// The epoch's sums (not the VQA best epoch), in a fixed order: what the ranks of a
+    /// multi-process run add up before [`Self::wrapup`], as torchmetrics' `dist_reduce_fx="sum"`.
+    pub fn sums(&self) -> Vec<f64> {
+        let v = &self.vqa_score;
+        let mut out = vec![v.score, v.total, v.close_score, v.close_total, v.open_score, v.open_total];
+        for a in [&self.mlm_accuracy, &self.itm_accuracy, &self.cls_accuracy] {
+            out.extend([a.correct, a.total]);
+        }
+        for s in [&self.mlm_loss, &self.mim_loss, &self.itm_loss, &self.vqa_loss, &self.cls_loss, &self.irtr_loss] {
+            out.extend([s.sum, s.count]);
+        }
+        out
+    }
+
+    /// Replaces the epoch's sums with `sums` (the layout of [`Self::sums`]).
+    pub fn set_sums(&mut self, sums: &[f64]) {
+        let mut it = sums.iter().copied();
+        let mut next = || it.next().unwrap_or(0.0);
+        let v = &mut self.vqa_score;
+        (v.score, v.total, v.close_score, v.close_total, v.open_score, v.open_total) = (next(), next(), next(), next(), next(), next());
+        for a in [&mut self.mlm_accuracy, &mut self.itm_accuracy, &mut self.cls_accuracy] {
+            (a.correct, a.total) = (next(), next());
+        }
+        for s in [&mut self.mlm_loss, &mut self.mim_loss, &mut self.itm_loss, &mut self.vqa_loss, &mut self.cls_loss, &mut self.irtr_loss] {
+            (s.sum, s.count) = (next(), next());
+        }
+    }
+
     /// `epoch_wrapup`: each objective's epoch values under upstream's names and the
     /// `{phase}/the_metric` sum (plus `ir_r1 + tr_r1` when `recalls` are given, logged as
     /// `{phase}/recalls/*`). Clears the sums (the VQA best epoch persists).

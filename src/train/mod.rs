@@ -7,7 +7,9 @@
 //! - [`optim`]: transformers-4.6 AdamW in `set_schedule`'s groups, the lr schedule.
 //! - [`precision`]: fp16 autocast with dynamic loss scaling on CUDA.
 //! - [`metrics`]: upstream's metrics and names; [`evaluate`]: a split's evaluation.
-//! - [`trainer`]: the loop; [`state`]: its state and atomic checkpoints; [`log`]: metrics.jsonl, progress.
+//! - [`trainer`]: the loop; [`start`]: a run's start, fresh or resumed; [`state`]: its state and
+//!   atomic checkpoints; [`log`]: metrics.jsonl, progress.
+//! - [`sync`]: what the processes of a multi-process run agree on (through [`crate::dist`]).
 pub mod evaluate;
 pub mod log;
 pub mod metrics;
@@ -16,7 +18,9 @@ pub mod optim;
 pub mod precision;
 pub mod pretrain;
 pub mod setup;
+pub mod start;
 pub mod state;
 pub mod step;
+pub mod sync;
 pub mod task;
 pub mod trainer;

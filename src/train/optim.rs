@@ -43,6 +43,16 @@ impl Gradients {
         &self.0
     }
 
+    /// Gradients from tensors in slot order (undefined where there is none).
+    pub fn from_tensors(tensors: Vec<Tensor>) -> Self {
+        Gradients(tensors)
+    }
+
+    /// The tensors, in slot order.
+    pub fn into_tensors(self) -> Vec<Tensor> {
+        self.0
+    }
+
     /// The global L2 norm over every defined gradient (`clip_grad_norm_`'s total norm).
     pub fn total_norm(&self) -> f64 {
         tch::no_grad(|| {
@@ -156,6 +166,11 @@ impl AdamW {
             })
             .collect();
         AdamW { slots, betas: (0.9, 0.98), eps: 1e-8 }
+    }
+
+    /// The optimized parameters, in slot order.
+    pub fn params(&self) -> Vec<&Tensor> {
+        self.slots.iter().map(|s| &s.param).collect()
     }
 
     /// The name of the parameter in slot `i`.

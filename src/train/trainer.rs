@@ -12,7 +12,12 @@
 //! - Randomness: the data is keyed by (seed, epoch, batch); torch's generator (dropout, MIM
 //!   noise) is re-seeded from (seed, step, micro-batch) before each forward, so a resumed run
 //!   draws exactly what the uninterrupted run drew.
-use std::path::{Path, PathBuf};
+//! - Several processes (torchrun, `--nproc`): each step's micro-batches are dealt out round
+//!   robin, so a step sees the same samples and random draws for any number of processes
+//!   (a rank runs `accumulate / world` of them, upstream's `batch_size / (per_gpu_batchsize ×
+//!   devices)`); the gradients, losses and metrics are summed over the ranks ([`super::sync`]);
+//!   only rank 0 writes files.
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -23,14 +28,16 @@ use super::evaluate::{evaluate, Evaluation};
 use super::log::{progress, MetricsLog};
 use super::metrics::{Named, PhaseMetrics};
 use super::optim::{lr_factor, AdamW, Gradients};
-use super::setup::{build_model, check_runnable, resolve, Built, Pipeline, SplitData};
+use super::setup::{Built, Pipeline, SplitData};
+use super::start::{start, Start};
 use super::state::{self, TrainerState};
 use super::step::{run_micro_scaled, stream_seed};
+use super::sync::{reduce_metrics, reduce_step};
 use super::task::Task;
-use crate::config::keys::build_config;
 use super::precision::{compute_mode, Compute};
 use crate::config::M3aeConfig;
 use crate::data::loader::Loader;
+use crate::dist::ddp::Ddp;
 use crate::error::{Error, Result};
 
 /// Set by SIGINT: the loop saves `last` at the next step boundary and stops.
@@ -113,6 +120,7 @@ struct Fit {
     compute: Compute,
     last_validated: Option<u64>,
     last_validation: Option<Named>,
+    ddp: Ddp,
 }
 
 /// Trains `opts.task` into `opts.run_dir`, or resumes it from `checkpoints/last`.
@@ -121,37 +129,15 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
     install_sigint();
     let run = RunDir(opts.run_dir.clone());
     std::fs::create_dir_all(&run.0).map_err(|e| Error::io(&run.0, e))?;
-    state::clean_partial(&run.checkpoints());
     let last = run.checkpoint("last");
-    let (config, built, opt, st) = if opts.resume {
-        if !last.exists() {
-            return Err(Error::Config(format!("--resume: {} does not exist (nothing to resume)", last.display())));
-        }
-        let ck = state::load(&last)?;
-        let config = build_config(Some(ck.config.clone()), &last.join("config.json").display().to_string(), &[], None)?;
-        check_runnable(&config, &opts.task)?;
-        let src = super::setup::Source { weights: ck.weights, config: Some(ck.config) };
-        let built = build_model(&config, Some((src, &last)), true, opts.device)?;
-        let mut opt = AdamW::new(&built.vs, &config);
-        opt.load_state(&ck.optimizer, &last)?;
-        log::info!("resuming {} at step {} (epoch {}, batch {})", run.0.display(), ck.state.step, ck.state.epoch, ck.state.batch_in_epoch);
-        (config, built, opt, Some(ck.state))
-    } else {
-        if last.exists() {
-            return Err(Error::Config(format!("{} already holds a run: add --resume to continue it, or choose another --run-dir", run.0.display())));
-        }
-        let resolved = resolve(&opts.task, opts.config_file.as_deref(), &opts.overrides)?;
-        let config = resolved.config;
-        let load_path = config.load_path.clone();
-        // upstream builds the downstream heads after loading, unless test_only
-        let built = build_model(&config, resolved.source.map(|s| (s, Path::new(load_path.as_str()))), config.test_only, opts.device)?;
-        let opt = AdamW::new(&built.vs, &config);
-        (config, built, opt, None)
-    };
-    let compute = compute_mode(&config, opts.device)?;
-    crate::tasks::answers::stage_for_checkpoints(&config, &run.checkpoints())?;
-    let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json { path: run.config(), source })?;
-    std::fs::write(run.config(), text + "\n").map_err(|e| Error::io(run.config(), e))?;
+    let Start { config, built, opt, resumed: st, ddp } = start(opts, &run, &last)?;
+    let compute = compute_mode(&config, ddp.device())?;
+    if ddp.is_main() {
+        state::clean_partial(&run.checkpoints());
+        crate::tasks::answers::stage_for_checkpoints(&config, &run.checkpoints())?;
+        let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json { path: run.config(), source })?;
+        std::fs::write(run.config(), text + "\n").map_err(|e| Error::io(run.config(), e))?;
+    }
     let pipe = Pipeline::new(&config)?;
     let train = pipe.split("train", true)?;
     let val = pipe.split("val", false)?;
@@ -162,7 +148,13 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
         return Err(Error::Config(format!("0 optimizer steps: {} train samples, per_gpu_batchsize {}, accumulate {accumulate}, max_epoch {}", train.data.len(), config.per_gpu_batchsize, config.max_epoch)));
     }
     let state = st.unwrap_or_else(|| TrainerState::new(max_steps, accumulate));
-    let log = MetricsLog::open(&run.metrics(), opts.resume.then_some(state.step))?;
+    if ddp.world() > 1 {
+        log::info!("rank {} of {}: {} micro-batches of {} per step, dealt out round robin ({} here)", ddp.rank(), ddp.world(), state.accumulate, config.per_gpu_batchsize, state.accumulate.div_ceil(ddp.world()));
+        if !state.accumulate.is_multiple_of(ddp.world()) {
+            log::warn!("batch_size / per_gpu_batchsize = {} is not a multiple of the {} processes: some ranks idle part of each step", state.accumulate, ddp.world());
+        }
+    }
+    let log = if ddp.is_main() { MetricsLog::open(&run.metrics(), opts.resume.then_some(state.step))? } else { MetricsLog::discard(&run.metrics()) };
     let mut val_metrics = PhaseMetrics::default();
     if let Some((s, c, o)) = state.vqa_best {
         val_metrics.vqa_score.best_score = s;
@@ -170,7 +162,7 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
         val_metrics.vqa_score.best_open_score = o;
     }
     let task = opts.task.clone();
-    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, compute, last_validated: None, last_validation: None };
+    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, compute, last_validated: None, last_validation: None, ddp };
     let outcome = f.run()?;
     Ok(FitSummary { outcome, state: f.state, last_validation: f.last_validation })
 }
@@ -179,6 +171,9 @@ impl Fit {
     fn run(&mut self) -> Result<Outcome> {
         let c = self.config.clone();
         let bar = progress(self.state.max_steps, self.state.step);
+        if !self.ddp.is_main() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
         let mut train_metrics = PhaseMetrics::default();
         let mut since_log = (Instant::now(), 0usize);
         let outcome = 'epochs: loop {
@@ -189,32 +184,25 @@ impl Fit {
             let n_batches = loader.len();
             let val_every = val_interval(c.val_check_interval, n_batches);
             loader.skip_to(self.state.batch_in_epoch);
+            loader.set_shard(self.ddp.shard(self.state.accumulate));
             let mut grads: Option<Gradients> = None;
             let mut micro = 0usize;
-            let mut step_losses: Vec<(&'static str, f64)> = Vec::new();
-            while let Some(batch) = loader.next() {
-                let batch = batch?;
-                let batch_no = loader.position() - 1;
-                tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
-                let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
-                let fp16 = self.compute == Compute::Fp16Autocast;
-                let scale = if fp16 { self.state.scaler.scale } else { 1.0 };
-                let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
-                for (name, v) in &out.losses {
-                    if !v.is_finite() && !fp16 {
-                        let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
-                        return Err(Error::Training {
-                            step: self.state.step + 1,
-                            reason: format!("the {name} loss is {v}{hint}; checkpoints/last holds the last good state"),
-                        });
+            let (mut step_losses, mut step_samples): (Vec<(&'static str, f64)>, usize) = (Vec::new(), 0);
+            while let Some((batch_no, batch)) = loader.next_slot() {
+                // `None`: another rank's micro-batch; only the step's bookkeeping happens here
+                if let Some(batch) = batch {
+                    let batch = batch?;
+                    tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
+                    let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
+                    let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
+                    let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
+                    step_samples += out.samples;
+                    merge_losses(&mut step_losses, &out.losses);
+                    match (&mut grads, out.gradients) {
+                        (Some(acc), Some(g)) => acc.add(g),
+                        (g @ None, Some(new)) => *g = Some(new),
+                        _ => {}
                     }
-                }
-                since_log.1 += out.samples;
-                merge_losses(&mut step_losses, &out.losses);
-                match (&mut grads, out.gradients) {
-                    (Some(acc), Some(g)) => acc.add(g),
-                    (g @ None, Some(new)) => *g = Some(new),
-                    _ => {}
                 }
                 micro += 1;
                 self.state.batch_in_epoch = batch_no + 1;
@@ -222,13 +210,26 @@ impl Fit {
                 if micro < self.state.accumulate && !epoch_end {
                     continue;
                 }
-                // one optimizer step
+                // one optimizer step, on the sums over every rank
+                let (summed, totals) = reduce_step(&self.ddp, &self.opt, grads.take(), &step_losses, step_samples, INTERRUPTED.load(Ordering::SeqCst))?;
+                grads = summed;
+                since_log.1 += totals.samples;
+                for (name, v) in &totals.losses {
+                    if !v.is_finite() && self.compute != Compute::Fp16Autocast {
+                        let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
+                        return Err(Error::Training {
+                            step: self.state.step + 1,
+                            reason: format!("the {name} loss is {}{hint}; checkpoints/last holds the last good state", v / micro as f64),
+                        });
+                    }
+                }
                 let lr = lr_factor(&c, self.state.step, self.state.max_steps);
                 self.optimizer_step(grads.take(), lr)?;
                 self.state.step += 1;
-                let means: Vec<(&str, f64)> = step_losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
+                let means: Vec<(&str, f64)> = totals.losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
                 micro = 0;
                 step_losses.clear();
+                step_samples = 0;
                 if epoch_end {
                     self.state.epoch += 1;
                     self.state.batch_in_epoch = 0;
@@ -251,9 +252,11 @@ impl Fit {
                     since_log = (Instant::now(), 0);
                 }
                 if epoch_end {
-                    let mut values = train_metrics.wrapup("train", &c.loss_names, None);
                     // unreadable images were left out of their batches: count them
-                    let skipped = loader.skipped().len() as u64;
+                    let mut skipped = [loader.skipped().len() as f64];
+                    reduce_metrics(&self.ddp, &mut train_metrics, &mut skipped)?;
+                    let skipped = skipped[0] as u64;
+                    let mut values = train_metrics.wrapup("train", &c.loss_names, None);
                     if skipped > 0 {
                         self.state.unreadable_images += skipped;
                         values.push(("train/unreadable_images".into(), skipped as f64));
@@ -272,7 +275,7 @@ impl Fit {
                 } else if c.checkpoint_every_n_steps > 0 && step.is_multiple_of(c.checkpoint_every_n_steps) {
                     self.save("last")?;
                 }
-                if INTERRUPTED.load(Ordering::SeqCst) {
+                if totals.interrupted {
                     self.save("last")?;
                     bar.finish_and_clear();
                     log::warn!("interrupted: saved {} at step {step}", self.run.checkpoint("last").display());
@@ -330,7 +333,7 @@ impl Fit {
     fn validate_and_checkpoint(&mut self) -> Result<Option<Outcome>> {
         let c = &self.config;
         let recall = c.get_recall_metric;
-        let ev: Evaluation = evaluate(&self.built.model, self.task.kind, &self.pipe, &self.val, "val", recall, &mut self.val_metrics)?;
+        let ev: Evaluation = evaluate(&self.built.model, self.task.kind, &self.pipe, &self.val, "val", recall, &mut self.val_metrics, &self.ddp)?;
         self.state.unreadable_images += ev.unreadable_images;
         let mut values = ev.values.clone();
         if ev.unreadable_images > 0 {
@@ -350,7 +353,9 @@ impl Fit {
             self.state.since_best = 0;
             self.save("best")?;
             // nothing trained since: `last` shares `best`'s files
-            state::save_as_link(&self.run.checkpoints(), "last", "best", &self.config, &self.state)?;
+            if self.ddp.is_main() {
+                state::save_as_link(&self.run.checkpoints(), "last", "best", &self.config, &self.state)?;
+            }
         } else {
             self.state.since_best += 1;
             self.save("last")?;
@@ -359,6 +364,9 @@ impl Fit {
     }
 
     fn save(&self, name: &str) -> Result<()> {
+        if !self.ddp.is_main() {
+            return Ok(());
+        }
         state::save(&self.run.checkpoints(), name, &self.built.vs, &self.config, &self.opt, &self.state)?;
         Ok(())
     }

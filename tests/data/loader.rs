@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use m3ae::data::collate::Collator;
 use m3ae::data::dataset::Dataset;
-use m3ae::data::loader::{Loader, LoaderConfig};
+use m3ae::data::loader::{Loader, LoaderConfig, Shard};
 use m3ae::data::mlm::{MaskingMode, MlmMasker};
 use m3ae::data::transforms::{Transform, TransformKind};
 use rand::SeedableRng;
@@ -44,6 +44,26 @@ fn loader_batches_are_reproducible_across_workers() {
     assert_eq!(batch.false_images[0][0].size(), [2, 3, 32, 32]);
     let (itm_images, itm_labels) = batch.itm(&mut ChaCha8Rng::seed_from_u64(0)).unwrap();
     assert_eq!((itm_images[0].size(), itm_labels.sum(tch::Kind::Int64).int64_value(&[])), (vec![2, 3, 32, 32], 1));
+}
+
+#[test]
+fn sharded_loaders_split_the_epoch_round_robin_within_each_group() {
+    let all: Vec<(Vec<usize>, Tensor)> = loader("roco_train.arrow", 2, |c| c.batch_size = 1).map(|b| b.unwrap()).map(|b| (b.indices.clone(), b.image[0].shallow_clone())).collect();
+    assert_eq!(all.len(), 5);
+    // groups of 3 batches over 2 ranks: places 0 and 2 of each group to rank 0, place 1 to rank 1
+    let mut seen = vec![None; all.len()];
+    for rank in 0..2 {
+        let mut l = loader("roco_train.arrow", 2, |c| c.batch_size = 1);
+        l.set_shard(Shard { group: 3, rank, world: 2 });
+        while let Some((n, batch)) = l.next_slot() {
+            let Some(batch) = batch else { continue };
+            let batch = batch.unwrap();
+            assert_eq!(batch.indices, all[n].0, "batch {n}");
+            assert!(batch.image[0].equal(&all[n].1), "batch {n}'s image");
+            assert!(seen[n].replace(rank).is_none(), "batch {n} built twice");
+        }
+    }
+    assert_eq!(seen, [Some(0), Some(1), Some(0), Some(0), Some(1)]);
 }
 
 #[test]

@@ -1,0 +1,72 @@
+//! What the ranks of a multi-process run agree on (through [`crate::dist::ddp::Ddp`]; alone,
+//! every call is a no-op): the model at the start, and at each optimizer step the summed
+//! gradients, the step's loss sums, its sample count and whether to stop; the metric sums
+//! before each wrap-up.
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::metrics::PhaseMetrics;
+use super::optim::{AdamW, Gradients};
+use crate::dist::ddp::Ddp;
+use crate::error::Result;
+
+/// Every objective's name, in upstream's `loss_names` order: the layout of a step's sums.
+const OBJECTIVES: [&str; 6] = ["mlm", "mim", "itm", "vqa", "cls", "irtr"];
+
+/// A step's totals over every rank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTotals {
+    /// Each objective's loss summed over the step's micro-batches (objectives seen only).
+    pub losses: Vec<(&'static str, f64)>,
+    /// Samples in the step.
+    pub samples: usize,
+    /// Whether any rank was interrupted (Ctrl-C): every rank then stops at this step.
+    pub interrupted: bool,
+}
+
+/// Gives every rank rank 0's variables (fresh weights may differ between processes).
+pub fn broadcast_model(ddp: &Ddp, vs: &VarStore) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let tensors: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+    ddp.broadcast_from_main(&tensors)
+}
+
+/// Sums this rank's share of a step over the ranks: the gradients (`None` when this rank ran
+/// no micro-batch in the step), the losses, the samples and the interrupt flag.
+pub fn reduce_step(ddp: &Ddp, opt: &AdamW, grads: Option<Gradients>, losses: &[(&'static str, f64)], samples: usize, interrupted: bool) -> Result<(Option<Gradients>, StepTotals)> {
+    let mut sums = Vec::with_capacity(2 * OBJECTIVES.len() + 2);
+    for name in OBJECTIVES {
+        let mine = losses.iter().find(|(n, _)| *n == name);
+        sums.extend([mine.map_or(0.0, |l| l.1), f64::from(u8::from(mine.is_some()))]);
+    }
+    sums.extend([samples as f64, f64::from(u8::from(interrupted))]);
+    ddp.sum_f64(&mut sums)?;
+    let losses = OBJECTIVES.iter().enumerate().filter(|(i, _)| sums[2 * i + 1] > 0.0).map(|(i, &name)| (name, sums[2 * i])).collect();
+    let totals = StepTotals { losses, samples: sums[2 * OBJECTIVES.len()] as usize, interrupted: sums[2 * OBJECTIVES.len() + 1] > 0.0 };
+    if ddp.world() == 1 {
+        return Ok((grads, totals));
+    }
+    let params = opt.params();
+    let mine = match grads {
+        Some(g) => g.into_tensors(),
+        None => params.iter().map(|_| Tensor::new()).collect(),
+    };
+    let summed = ddp.sum_gradients(mine, &params)?;
+    Ok((Some(Gradients::from_tensors(summed)), totals))
+}
+
+/// Adds up the ranks' metric sums, so the wrap-up computes the epoch's values over every
+/// rank's samples; `extra` (counts such as unreadable images) is summed along.
+pub fn reduce_metrics(ddp: &Ddp, metrics: &mut PhaseMetrics, extra: &mut [f64]) -> Result<()> {
+    if ddp.world() == 1 {
+        return Ok(());
+    }
+    let mut sums = metrics.sums();
+    let n = sums.len();
+    sums.extend_from_slice(extra);
+    ddp.sum_f64(&mut sums)?;
+    metrics.set_sums(&sums[..n]);
+    extra.copy_from_slice(&sums[n..]);
+    Ok(())
+}
