@@ -9,6 +9,9 @@ use super::results::{StudyResults, COLUMNS};
 use crate::error::Result;
 use crate::report::plot::{draw_panel, plot_err, register_font};
 
+/// A panel's title and its named lines of (step, value) points.
+type Panel = (String, Vec<(String, Vec<(f64, f64)>)>);
+
 /// One panel per objective (`mlm`, `mim`, `itm`), one line per variant: the seeds' mean at
 /// each logged step.
 pub fn losses(results: &StudyResults, path: &Path) -> Result<()> {
@@ -23,7 +26,7 @@ pub fn losses(results: &StudyResults, path: &Path) -> Result<()> {
             }
         }
     }
-    let panels: Vec<(String, Vec<(String, Vec<(f64, f64)>)>)> = by
+    let panels: Vec<Panel> = by
         .into_iter()
         .map(|(objective, variants)| {
             let lines = variants

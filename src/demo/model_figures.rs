@@ -33,7 +33,7 @@ fn samples(m: &M3ae, file: &Path, n: usize) -> Result<Vec<FigureSample>> {
     Ok(out)
 }
 
-fn seed0<'a>(jobs: &'a [Job], pick: impl Fn(&Job) -> bool) -> impl Iterator<Item = &'a Job> {
+fn seed0(jobs: &[Job], pick: impl Fn(&Job) -> bool) -> impl Iterator<Item = &Job> {
     let first_seed = jobs.iter().map(|j| j.seed).min();
     jobs.iter().filter(move |j| Some(j.seed) == first_seed && pick(j))
 }

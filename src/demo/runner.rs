@@ -85,7 +85,7 @@ pub fn run_jobs(jobs: &[Job], runs: &Path, o: &RunnerOptions) -> Result<usize> {
                             states[i] = State::Running;
                             Some(i)
                         }
-                        None if states.iter().any(|s| *s == State::Pending) => None,
+                        None if states.contains(&State::Pending) => None,
                         None => return,
                     }
                 };
