@@ -91,21 +91,24 @@ impl Gradients {
 
     /// The index (slot order) of the first gradient holding an inf or NaN.
     ///
-    /// One read pass per gradient and one host transfer in all: each gradient's sum,
-    /// accumulated in f64, is finite exactly when every element is (an f32 sum cannot
-    /// overflow f64, and inf or NaN propagates), where `isfinite().all()` writes a bool
-    /// tensor per gradient and syncs each.
+    /// Two read passes per gradient (its max and min, in its own dtype) and one host transfer
+    /// in all: a NaN propagates through both, and an inf is the max or the min, so both are
+    /// finite exactly when every element is. No full-size temporary is made (a sum in f64
+    /// would cast a copy of each gradient; `isfinite().all()` writes a bool tensor per
+    /// gradient and syncs each).
     pub fn first_non_finite(&self) -> Option<usize> {
-        let defined: Vec<usize> = (0..self.0.len()).filter(|&i| self.0[i].defined()).collect();
+        let defined: Vec<usize> = (0..self.0.len()).filter(|&i| self.0[i].defined() && self.0[i].numel() > 0).collect();
         if defined.is_empty() {
             return None;
         }
-        let sums = tch::no_grad(|| Tensor::stack(&defined.iter().map(|&i| self.0[i].sum(tch::Kind::Double)).collect::<Vec<_>>(), 0));
-        let sums = Vec::<f64>::try_from(sums.to_device(tch::Device::Cpu)).unwrap_or_default();
-        if sums.len() != defined.len() {
-            return defined.first().copied(); // unreachable: the stack has one value per gradient
-        }
-        sums.iter().position(|s| !s.is_finite()).map(|k| defined[k])
+        let extremes = tch::no_grad(|| {
+            let per: Vec<Tensor> = defined.iter().map(|&i| Tensor::stack(&[self.0[i].max(), self.0[i].min()], 0).to_kind(tch::Kind::Double)).collect();
+            Tensor::stack(&per, 0)
+        });
+        let Ok(extremes) = Vec::<f64>::try_from(extremes.to_device(tch::Device::Cpu).view([-1])) else {
+            return defined.first().copied(); // cannot read them back: treat as not finite
+        };
+        extremes.chunks(2).position(|mm| mm.iter().any(|v| !v.is_finite())).map(|k| defined[k])
     }
 
     /// Adds `other` into `self`, gradient by gradient (gradient accumulation).
@@ -369,6 +372,9 @@ mod tests {
         assert_eq!(grads(vec![big.clone(), vec![], vec![1.0, f32::NAN], vec![f32::INFINITY]]).first_non_finite(), Some(2));
         assert_eq!(grads(vec![vec![f32::INFINITY, f32::NEG_INFINITY], vec![1.0]]).first_non_finite(), Some(0));
         assert_eq!(grads(vec![vec![], vec![0.5], vec![f32::NEG_INFINITY]]).first_non_finite(), Some(2));
+        // only the min is non-finite, and a NaN that is neither the max nor the min by value
+        assert_eq!(grads(vec![vec![0.5], vec![1.0, f32::NEG_INFINITY, 2.0]]).first_non_finite(), Some(1));
+        assert_eq!(grads(vec![vec![0.5, -3.0, f32::NAN, 7.0]]).first_non_finite(), Some(0));
         assert!(grads(vec![]).all_finite());
     }
 
