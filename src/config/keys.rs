@@ -94,6 +94,12 @@ pub fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
 }
 
+/// Writes `value` as pretty-printed JSON with a final newline.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.into(), source })?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
 /// `key=value` with a JSON value (a bare word that is not JSON is taken as a string). The key
 /// must be known.
 pub fn parse_override(s: &str) -> Result<(String, Value)> {

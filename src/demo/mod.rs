@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::config::keys::write_json;
 use crate::data::synth::generate;
 use crate::error::{Error, Result};
 use plan::{plan, StudySpec, Variant};
@@ -141,9 +142,4 @@ pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, sche
     let (json_path, md_path) = report::write(spec, &jobs, &results, &ctx, &files)?;
     files.extend([json_path, md_path]);
     Ok(StudyReport { table: results::markdown_table(&results), results, files, jobs_run })
-}
-
-fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|source| Error::Json { path: path.into(), source })?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }

@@ -66,8 +66,7 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
         "pretraining_curves": results.curves,
         "commands": commands,
     });
-    let text = serde_json::to_string_pretty(&doc).map_err(|source| Error::Json { path: json_path.clone(), source })?;
-    std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))?;
+    crate::config::keys::write_json(&json_path, &doc)?;
     let md_path = spec.out.join("report.md");
     let mut md = String::new();
     md.push_str("# M3AE ablation study\n\n");

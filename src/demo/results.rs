@@ -94,11 +94,6 @@ fn test_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
     Ok(m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_f64()?))).collect())
 }
 
-/// The last value of each metric in a run's metrics.jsonl.
-fn final_values(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
-    let series = read_metrics(&run_dir.join("metrics.jsonl"))?;
-    Ok(series.into_iter().filter_map(|(k, p)| Some((k, p.last()?.1))).collect())
-}
 
 /// Reads every finished job's numbers and aggregates them by variant over seeds.
 pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
@@ -108,10 +103,12 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
     for job in jobs {
         let (source, found) = match &job.kind {
             JobKind::Pretrain => {
+                // one read: the loss curves, and each metric's last value
                 let series = read_metrics(&job.run_dir.join("metrics.jsonl"))?;
-                let losses = series.iter().filter(|(k, _)| k.ends_with("/train/loss")).map(|(k, p)| (k.clone(), p.clone())).collect();
+                let finals = series.iter().filter_map(|(k, p)| Some((k.clone(), p.last()?.1))).collect();
+                let losses = series.into_iter().filter(|(k, _)| k.ends_with("/train/loss")).collect();
                 curves.push(Curves { variant: job.variant.name().into(), seed: job.seed, losses });
-                ("pretrain", final_values(&job.run_dir)?)
+                ("pretrain", finals)
             }
             JobKind::Test { task } => (task.as_str(), test_metrics(&job.run_dir)?),
             JobKind::Finetune { .. } => continue,

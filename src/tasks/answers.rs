@@ -39,8 +39,7 @@ impl AnswerVocab {
 
     /// Writes it as `answers.json` at `path`.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.answers).map_err(|source| Error::Json { path: path.into(), source })?;
-        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+        crate::config::keys::write_json(path, &self.answers)
     }
 
     /// Label → answer read off upstream VQA Arrow files, in order: the first answer seen for

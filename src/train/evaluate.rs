@@ -173,7 +173,6 @@ pub fn test(o: &TestOptions) -> Result<Evaluation> {
     super::log::MetricsLog::open(&o.run_dir.join("metrics.jsonl"), None)?.write(step, 0, &values)?;
     let out = o.run_dir.join("test_metrics.json");
     let map: serde_json::Map<String, serde_json::Value> = ev.values.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "checkpoint": path, "split": o.split, "metrics": map })).map_err(|source| Error::Json { path: out.clone(), source })?;
-    std::fs::write(&out, text + "\n").map_err(|e| Error::io(&out, e))?;
+    crate::config::keys::write_json(&out, &serde_json::json!({ "checkpoint": path, "split": o.split, "metrics": map }))?;
     Ok(ev)
 }

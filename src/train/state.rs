@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 
 use super::optim::{AdamW, AdamWState};
+use crate::config::keys::write_json;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
 use crate::tasks::answers::ANSWERS_FILE;
@@ -77,11 +78,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 fn fsync(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.into(), source })?;
-    std::fs::write(path, text + "\n").map_err(io(path))
 }
 
 /// Writes the checkpoint `name` (`last` or `best`) under `dir` atomically.

@@ -135,8 +135,7 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
     if ddp.is_main() {
         state::clean_partial(&run.checkpoints());
         crate::tasks::answers::stage_for_checkpoints(&config, &run.checkpoints())?;
-        let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json { path: run.config(), source })?;
-        std::fs::write(run.config(), text + "\n").map_err(|e| Error::io(run.config(), e))?;
+        crate::config::keys::write_json(&run.config(), &config)?;
     }
     let pipe = Pipeline::new(&config)?;
     let train = pipe.split("train", true)?;
