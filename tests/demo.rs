@@ -110,3 +110,17 @@ fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
     let table = |s: &str| s.lines().filter(|l| l.starts_with('|')).map(String::from).collect::<Vec<_>>();
     assert_eq!(table(&printed), table(&again));
 }
+
+#[test]
+fn bad_study_input_is_an_error_that_names_it() {
+    let e = Variant::parse("no-itm").unwrap_err().to_string();
+    assert!(e.contains("no-itm") && e.contains("full, no-mim, no-mlm, none"), "{e}");
+    let o = m3ae::demo::DemoOptions { out: std::env::temp_dir().join("m3ae-demo-never-written"), seeds: 0, quick: true, parallel: None };
+    let e = m3ae::demo::run_demo(&o).unwrap_err().to_string();
+    assert!(e.contains("--seeds"), "{e}");
+    assert!(!o.out.exists(), "nothing is written for a refused study");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae")).args(["ablate", "--tasks", "vqa_nope", "--out"]).arg(std::env::temp_dir().join("m3ae-ablate-never")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("unknown task `vqa_nope`"), "{err}");
+}
