@@ -82,15 +82,17 @@ fn loader_batch(ds: Dataset, tok: &Arc<TextTokenizer>, vqa_label_size: usize) ->
     loader.next().unwrap().unwrap()
 }
 
-fn generated() -> (PathBuf, SynthSummary) {
-    let dir = tmp("load");
+/// A small generated set in a folder of its own: tests run in parallel, and
+/// one that removes a shared folder pulls it from under another.
+fn generated(name: &str) -> (PathBuf, SynthSummary) {
+    let dir = tmp(name);
     let summary = generate(&small(3), &dir).unwrap();
     (dir, summary)
 }
 
 #[test]
 fn every_file_loads_through_the_training_pipeline() {
-    let (dir, summary) = generated();
+    let (dir, summary) = generated("load");
     let opts = small(3);
     let tok = Arc::new(TextTokenizer::load(&summary.tokenizer_dir, 32).unwrap());
     let label2ans: Vec<String> = serde_json::from_slice(&std::fs::read(&summary.answers_path).unwrap()).unwrap();
@@ -134,7 +136,7 @@ fn every_file_loads_through_the_training_pipeline() {
 
 #[test]
 fn schemas_are_upstreams() {
-    let (dir, _) = generated();
+    let (dir, _) = generated("schemas");
     let file = ArrowFile::open(&dir.join("vqa_vqa_rad_train.arrow")).unwrap();
     let ty = |c: &str| file.data_type(c).unwrap().to_string();
     assert_eq!(ty("image"), "Binary");
@@ -300,7 +302,7 @@ fn findings_stay_visible_at_64_px_on_the_patients_side() {
 
 #[test]
 fn the_tokenizer_loads_and_round_trips_a_caption() {
-    let (dir, summary) = generated();
+    let (dir, summary) = generated("tokenizer");
     let vocab: HashMap<String, i64> = serde_json::from_slice(&std::fs::read(summary.tokenizer_dir.join("vocab.json")).unwrap()).unwrap();
     for (i, t) in ["<s>", "<pad>", "</s>", "<unk>", "<mask>"].iter().enumerate() {
         assert_eq!(vocab[*t], i as i64, "{t}");
