@@ -50,6 +50,10 @@ fn main() -> ExitCode {
         log::debug!("allocator settings not applied (glibc settings given, or not glibc)");
     }
     let cli = Cli::parse();
+    if let Err(e) = m3ae::model::linear::check_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let device = if !cli.cuda {
         Device::Cpu
     } else if tch::Cuda::is_available() {
@@ -59,6 +63,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     log::info!("device: {}", m3ae::parity::report::device_name(device));
+    if device == Device::Cpu {
+        log::debug!("large fp32 linear layers: {:?} (M3AE_CPU_GEMM=blas|onednn)", m3ae::model::linear::cpu_gemm());
+    }
     let result = match &cli.command {
         Command::Parity(args) => cli::parity::run(args, device),
         Command::Convert(args) => cli::convert::run(args, device),

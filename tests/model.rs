@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use m3ae::config::{M3aeConfig, TextEncoderConfig, VisionEncoderConfig, Warmup};
+use m3ae::model::linear::{self, with_cpu_gemm, CpuGemm};
 use m3ae::model::{InferInput, InferOptions, M3aeTransformerSs};
 use m3ae::train::objectives;
 use m3ae::train::optim::{lr_factor, param_group, AdamW};
@@ -396,4 +397,38 @@ fn bench_refuses_bf16_for_workloads_that_run_in_fp32() {
         let err = m3ae::bench::run(Path::new("/nonexistent-bench-dir"), workload, 1, Device::Cpu, true).expect_err("bf16 accepted").to_string();
         assert!(err.contains("--bf16") && err.contains(workload), "{workload}: {err}");
     }
+}
+
+/// x [2, 150, 768] (300 rows) → 1024: 236 M multiply-adds, above oneDNN's threshold.
+fn big_linear(gemm: CpuGemm) -> (Tensor, Tensor, Tensor, Tensor) {
+    tch::manual_seed(5);
+    let x = Tensor::randn([2, 150, 768], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let w = (Tensor::randn([1024, 768], (Kind::Float, Device::Cpu)) * 0.03).set_requires_grad(true);
+    let b = Tensor::randn([1024], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let y = with_cpu_gemm(gemm, || linear::linear(&x, &w, Some(&b)));
+    assert_eq!(y.size(), [2, 150, 1024]);
+    // a loss whose gradient differs per output column
+    (&y * Tensor::arange(1024, (Kind::Float, Device::Cpu)).sin()).sum(Kind::Float).backward();
+    (y.detach(), x.grad(), w.grad(), b.grad())
+}
+
+/// The oneDNN route of large fp32 linear layers computes at::linear's values and
+/// gradients (fp32, another summation order), and is really taken: its bits differ.
+#[test]
+fn onednn_linear_equals_blas_forward_and_backward() {
+    assert!(tch::utils::has_mkldnn(), "this libtorch has no oneDNN");
+    assert!(linear::uses_onednn(CpuGemm::OneDnn, 300, 768, 1024));
+    let blas = big_linear(CpuGemm::Blas);
+    let dnn = big_linear(CpuGemm::OneDnn);
+    for (name, a, b) in [("y", &blas.0, &dnn.0), ("x.grad", &blas.1, &dnn.1), ("w.grad", &blas.2, &dnn.2), ("b.grad", &blas.3, &dnn.3)] {
+        let scale = a.abs().max().double_value(&[]);
+        let err = (a - b).abs().max().double_value(&[]) / scale;
+        assert!(err < 1e-6, "{name}: oneDNN differs from at::linear by {err:.2e} of its largest value");
+    }
+    assert!(!blas.0.equal(&dnn.0), "the oneDNN route gave at::linear's exact bits: it was not taken");
+    // small GEMMs and GEMV-like heads stay on at::linear
+    assert!(!linear::uses_onednn(CpuGemm::OneDnn, 544, 64, 64));
+    assert!(!linear::uses_onednn(CpuGemm::OneDnn, 64, 768, 768));
+    assert!(linear::uses_onednn(CpuGemm::OneDnn, 160, 768, 768));
+    assert!(!linear::uses_onednn(CpuGemm::Blas, 788, 768, 3072));
 }

@@ -3,6 +3,7 @@
 //! tighter regression bounds below. Prints each set's table.
 use std::path::{Path, PathBuf};
 
+use m3ae::model::linear::{with_cpu_gemm, CpuGemm};
 use m3ae::parity::report::Category;
 use m3ae::parity::{check_set_with, golden::GoldenSet, ParityOutcome, WeightsSource};
 use tch::Device;
@@ -94,6 +95,19 @@ fn tiny_b_from_checkpoint() {
 #[test]
 fn tiny_c() {
     check("tiny-c");
+}
+
+/// The goldens with every linear layer on the oneDNN route that a paper-size model's large
+/// layers take (the tiny sets' layers are below its threshold, so the tests above run them
+/// on at::linear), at the same bounds.
+#[test]
+fn tiny_c_through_onednn() {
+    with_cpu_gemm(CpuGemm::OneDnnAlways, || check("tiny-c"));
+}
+
+#[test]
+fn tiny_b_through_onednn() {
+    with_cpu_gemm(CpuGemm::OneDnnAlways, || check("tiny-b"));
 }
 
 #[test]

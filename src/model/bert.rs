@@ -6,6 +6,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::init;
+use super::linear::Linear;
 
 /// The hyper-parameters a BERT layer reads from its `BertConfig`/`RobertaConfig`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,9 +35,9 @@ pub fn extended_attention_mask(mask: &Tensor, kind: Kind) -> Tensor {
 /// `BertSelfAttention` (`….self.`): multi-head scaled dot-product attention.
 #[derive(Debug)]
 pub struct BertSelfAttention {
-    query: nn::Linear,
-    key: nn::Linear,
-    value: nn::Linear,
+    query: Linear,
+    key: Linear,
+    value: Linear,
     num_heads: i64,
     dropout: f64,
 }
@@ -92,7 +93,7 @@ impl BertSelfAttention {
 /// `BertSelfOutput` (`….output.`): dense, dropout, residual, LayerNorm.
 #[derive(Debug)]
 pub struct BertSelfOutput {
-    dense: nn::Linear,
+    dense: Linear,
     layer_norm: nn::LayerNorm,
     dropout: f64,
 }
@@ -136,7 +137,7 @@ pub type BertOutput = BertSelfOutput;
 /// `BertIntermediate` (`intermediate.dense`): dense then GELU (erf).
 #[derive(Debug)]
 pub struct BertIntermediate {
-    dense: nn::Linear,
+    dense: Linear,
 }
 
 impl BertIntermediate {
@@ -154,7 +155,7 @@ impl Module for BertIntermediate {
 /// `Pooler` / `BertPooler` (`….pooler.dense`): tanh(dense(x[:, 0])).
 #[derive(Debug)]
 pub struct Pooler {
-    dense: nn::Linear,
+    dense: Linear,
 }
 
 impl Pooler {

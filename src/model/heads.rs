@@ -3,6 +3,7 @@ use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
 use super::init;
+use super::linear::Linear;
 use super::masking::sincos_2d;
 use super::vision::{ClipLayerNorm, Transformer};
 use crate::config::M3aeConfig;
@@ -10,7 +11,7 @@ use crate::config::M3aeConfig;
 /// `BertPredictionHeadTransform` (`mlm_head.transform.`): dense, GELU, LayerNorm (eps 1e-12).
 #[derive(Debug)]
 pub struct BertPredictionHeadTransform {
-    dense: nn::Linear,
+    dense: Linear,
     layer_norm: nn::LayerNorm,
 }
 
@@ -24,7 +25,7 @@ impl Module for BertPredictionHeadTransform {
 #[derive(Debug)]
 pub struct MlmHead {
     transform: BertPredictionHeadTransform,
-    decoder: nn::Linear,
+    decoder: Linear,
     bias: Tensor,
 }
 
@@ -52,13 +53,13 @@ impl Module for MlmHead {
 /// `MIMHead` (`mim_head.`): an MAE decoder over the fused image stream.
 #[derive(Debug)]
 pub struct MimHead {
-    decoder_embed: nn::Linear,
+    decoder_embed: Linear,
     mask_token: Tensor,
     /// Fixed 2-D sin-cos table [1, 1 + grid², Dd] (requires_grad False).
     pub decoder_pos_embed: Tensor,
     decoder: Transformer,
     decoder_norm: ClipLayerNorm,
-    decoder_pred: nn::Linear,
+    decoder_pred: Linear,
 }
 
 /// What the MIM decoder computed, stage by stage.
@@ -110,7 +111,7 @@ impl MimHead {
 /// `ITMHead` (`itm_head.fc`): Linear(2H, 2).
 #[derive(Debug)]
 pub struct ItmHead {
-    pub fc: nn::Linear,
+    pub fc: Linear,
 }
 
 impl ItmHead {
@@ -129,9 +130,9 @@ impl Module for ItmHead {
 /// GELU `2`, Linear(2H, n) `3`.
 #[derive(Debug)]
 pub struct ClassifierHead {
-    l0: nn::Linear,
+    l0: Linear,
     ln1: nn::LayerNorm,
-    l3: nn::Linear,
+    l3: Linear,
 }
 
 impl ClassifierHead {

@@ -8,6 +8,8 @@ use std::cell::Cell;
 use tch::nn::{self, Init};
 use tch::Tensor;
 
+use super::linear::Linear;
+
 pub const STD: f64 = 0.02;
 
 thread_local! {
@@ -37,22 +39,22 @@ pub fn buffer(p: &nn::Path, name: &str, dims: &[i64]) -> Tensor {
     uninit(p, name, dims, false).unwrap_or_else(|| p.zeros_no_train(name, dims))
 }
 
-fn linear_init(p: &nn::Path, d_in: i64, d_out: i64, ws: Init, bs: Option<Init>) -> nn::Linear {
-    nn::Linear { ws: var(p, "weight", &[d_out, d_in], ws), bs: bs.map(|b| var(p, "bias", &[d_out], b)) }
+fn linear_init(p: &nn::Path, d_in: i64, d_out: i64, ws: Init, bs: Option<Init>) -> Linear {
+    Linear { ws: var(p, "weight", &[d_out, d_in], ws), bs: bs.map(|b| var(p, "bias", &[d_out], b)) }
 }
 
 /// `nn.Linear` under upstream's `init_weights`.
-pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> Linear {
     linear_init(&p, d_in, d_out, Init::Randn { mean: 0.0, stdev: STD }, Some(Init::Const(0.0)))
 }
 
-pub fn linear_no_bias(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+pub fn linear_no_bias(p: nn::Path, d_in: i64, d_out: i64) -> Linear {
     linear_init(&p, d_in, d_out, Init::Randn { mean: 0.0, stdev: STD }, None)
 }
 
 /// `nn.Linear` with torch's default weight init and a zero bias (`nn.MultiheadAttention`'s
 /// `out_proj`).
-pub fn linear_torch_zero_bias(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+pub fn linear_torch_zero_bias(p: nn::Path, d_in: i64, d_out: i64) -> Linear {
     linear_init(&p, d_in, d_out, nn::LinearConfig::default().ws_init, Some(Init::Const(0.0)))
 }
 

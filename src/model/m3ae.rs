@@ -10,6 +10,7 @@ use super::masking::{patchify, random_masking};
 use super::text::RobertaModel;
 use super::vision::{Clip, VisualTrace};
 use super::init;
+use super::linear::Linear;
 use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
 use crate::weights::{ModelSpec, ParamSpec};
@@ -119,8 +120,8 @@ pub struct M3aeTransformerSs {
     pub config: M3aeConfig,
     pub vision_encoder: Clip,
     pub language_encoder: RobertaModel,
-    multi_modal_language_proj: nn::Linear,
-    multi_modal_vision_proj: nn::Linear,
+    multi_modal_language_proj: Linear,
+    multi_modal_vision_proj: Linear,
     modality_type_embeddings: nn::Embedding,
     multi_modal_vision_layers: Vec<BertCrossLayer>,
     multi_modal_language_layers: Vec<BertCrossLayer>,
@@ -131,7 +132,7 @@ pub struct M3aeTransformerSs {
     pub itm_head: Option<ItmHead>,
     pub vqa_head: Option<ClassifierHead>,
     pub cls_head: Option<ClassifierHead>,
-    pub irtr_head: Option<nn::Linear>,
+    pub irtr_head: Option<Linear>,
 }
 
 impl M3aeTransformerSs {

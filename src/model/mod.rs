@@ -3,6 +3,7 @@ pub mod bert;
 pub mod fusion;
 pub mod heads;
 mod init;
+pub mod linear;
 pub mod m3ae;
 pub mod masking;
 pub mod text;

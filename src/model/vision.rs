@@ -8,6 +8,7 @@ use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
 use super::init;
+use super::linear::Linear;
 use crate::config::VisionEncoderConfig;
 
 /// nn.LayerNorm's default eps, which CLIP's LayerNorm keeps.
@@ -44,7 +45,7 @@ impl Module for ClipLayerNorm {
 pub struct MultiheadAttention {
     in_proj_weight: Tensor,
     in_proj_bias: Tensor,
-    out_proj: nn::Linear,
+    out_proj: Linear,
     num_heads: i64,
 }
 
@@ -65,7 +66,7 @@ impl MultiheadAttention {
         let (n, l, d) = x.size3().expect("MultiheadAttention: x must be [N, L, D]");
         let h = self.num_heads;
         // [N, L, 3D] -> 3 × [N, H, L, D/H]
-        let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
+        let qkv = super::linear::linear(x, &self.in_proj_weight, Some(&self.in_proj_bias));
         let qkv = qkv.view([n, l, 3, h, d / h]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<&Tensor>, 0.0, false, None, false);
@@ -77,8 +78,8 @@ impl MultiheadAttention {
 /// The `mlp` Sequential of a CLIP block: c_fc -> QuickGELU -> c_proj.
 #[derive(Debug)]
 pub struct ClipMlp {
-    c_fc: nn::Linear,
-    c_proj: nn::Linear,
+    c_fc: Linear,
+    c_proj: Linear,
 }
 
 impl Module for ClipMlp {

@@ -4,6 +4,7 @@
 //! within 1e-4 relative, through the real pipeline (Arrow files, tokenizer, transforms).
 use std::path::{Path, PathBuf};
 
+use m3ae::model::linear::{with_cpu_gemm, CpuGemm};
 use m3ae::train::evaluate::{test, TestOptions};
 use m3ae::train::task::Task;
 use m3ae::train::trainer::{fit, Outcome, RunOptions};
@@ -71,7 +72,17 @@ fn vqa_test_scores_of_the_initial_weights_equal_upstreams() {
 /// within 1e-4 of upstream's, and the test scores after the last step equal.
 #[test]
 fn vqa_finetune_losses_and_scores_after_equal_upstreams() {
-    let run = scratch("vqa-finetune");
+    finetune_against_upstream("vqa-finetune");
+}
+
+/// The same run with every linear layer on the oneDNN route of large models.
+#[test]
+fn vqa_finetune_through_onednn_equals_upstreams() {
+    with_cpu_gemm(CpuGemm::OneDnnAlways, || finetune_against_upstream("vqa-finetune-onednn"));
+}
+
+fn finetune_against_upstream(tag: &str) {
+    let run = scratch(tag);
     let s = set("train-vqa");
     let mut overrides = paths("train-vqa");
     overrides.extend([
@@ -95,7 +106,7 @@ fn vqa_finetune_losses_and_scores_after_equal_upstreams() {
         let r = rel(*ours, &step["loss"]);
         assert!(r <= 1e-4, "step {i}: vqa/train/loss {ours} vs upstream {} (rel {r:.1e})", step["loss"]);
     }
-    let ev = test_vqa(&run.join("checkpoints/last"), "vqa-after");
+    let ev = test_vqa(&run.join("checkpoints/last"), &format!("{tag}-after"));
     check_vqa_scores(&ev, &m["expected"]["test_after"]);
 }
 

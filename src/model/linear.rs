@@ -1,0 +1,162 @@
+//! `nn.Linear`, with the choice of the CPU GEMM library behind it.
+//!
+//! PyTorch's eager `F.linear` on CPU in fp32 calls MKL's sgemm (`cpublas::gemm`). libtorch
+//! also ships oneDNN, whose fp32 matmul is the same arithmetic (fp32 products, fp32
+//! accumulation) in another summation order. On the AVX-512 CPU this project is measured
+//! on (AMD EPYC, Zen 4), MKL takes its AVX2 code path and oneDNN is faster for the model's
+//! large GEMMs and slower for small ones (forward + both backward GEMMs, 2 threads, medians
+//! of 18 interleaved runs: 788×768→3072 93.1 vs 74.1 ms, 1.26×; 160×768→768 1.28×;
+//! 64×768→768 0.88×; 544×64→64 0.68×). So a linear layer of at least [`ONEDNN_MIN_MACS`]
+//! multiply-adds goes to oneDNN through `src/model/onednn_linear.cpp` (a C++ autograd
+//! function on `at::native::mkldnn_matmul`: views of the dense tensors, no layout
+//! conversion, the same saved tensors as F.linear); everything else, CUDA, and every dtype
+//! but fp32, stays on at::linear.
+//!
+//! `M3AE_CPU_GEMM=blas` (or [`set_cpu_gemm`]) keeps every layer on at::linear, the kernels
+//! upstream's eager PyTorch runs, e.g. to compare both at the last bit.
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tch::{nn, Device, Kind, Tensor};
+
+/// Which library runs large fp32 linear layers on CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuGemm {
+    /// at::linear everywhere (MKL's sgemm on x86 wheels), as PyTorch's eager mode does.
+    Blas,
+    /// oneDNN's matmul for GEMMs of at least [`ONEDNN_MIN_MACS`] multiply-adds; at::linear
+    /// below that.
+    OneDnn,
+    /// oneDNN for every fp32 CPU linear layer whatever its size (for tests: it puts the
+    /// tiny golden models through the path that large models take).
+    OneDnnAlways,
+}
+
+/// 2^26 multiply-adds: oneDNN's fixed cost outweighs its faster kernel below about this
+/// (64×768→768, 38 M: 0.88×; 160×768→768, 94 M: 1.28×; 544×256→256, 36 M: 1.02×).
+pub const ONEDNN_MIN_MACS: i64 = 1 << 26;
+
+const UNSET: u8 = 0;
+const BLAS: u8 = 1;
+const ONEDNN: u8 = 2;
+static CPU_GEMM: AtomicU8 = AtomicU8::new(UNSET);
+
+thread_local! {
+    static SCOPED: Cell<Option<CpuGemm>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `g` for the linear layers this thread runs (forward; CPU autograd runs
+/// the backward on the same thread), whatever the process-wide choice.
+pub fn with_cpu_gemm<T>(g: CpuGemm, f: impl FnOnce() -> T) -> T {
+    let before = SCOPED.with(|s| s.replace(Some(g)));
+    let out = f();
+    SCOPED.with(|s| s.set(before));
+    out
+}
+
+/// The process-wide choice; [`CpuGemm::OneDnn`] when libtorch has oneDNN, unless
+/// `M3AE_CPU_GEMM=blas` or [`set_cpu_gemm`] says otherwise.
+pub fn cpu_gemm() -> CpuGemm {
+    if let Some(g) = SCOPED.with(Cell::get) {
+        return g;
+    }
+    match CPU_GEMM.load(Ordering::Relaxed) {
+        BLAS => CpuGemm::Blas,
+        ONEDNN => CpuGemm::OneDnn,
+        _ => {
+            let env = std::env::var("M3AE_CPU_GEMM").ok();
+            let pick = match env.as_deref() {
+                Some("blas") => CpuGemm::Blas,
+                _ if !tch::utils::has_mkldnn() => CpuGemm::Blas,
+                _ => CpuGemm::OneDnn,
+            };
+            set_cpu_gemm(pick);
+            pick
+        }
+    }
+}
+
+/// Sets the process-wide choice (`OneDnnAlways` is only for [`with_cpu_gemm`]: here it
+/// means `OneDnn`).
+pub fn set_cpu_gemm(g: CpuGemm) {
+    CPU_GEMM.store(if g == CpuGemm::Blas { BLAS } else { ONEDNN }, Ordering::Relaxed);
+}
+
+/// Whether a linear layer of `rows`×`k`→`n` goes to oneDNN under `g`.
+pub fn uses_onednn(g: CpuGemm, rows: i64, k: i64, n: i64) -> bool {
+    match g {
+        CpuGemm::Blas => false,
+        CpuGemm::OneDnnAlways => true,
+        CpuGemm::OneDnn => rows.saturating_mul(k).saturating_mul(n) >= ONEDNN_MIN_MACS,
+    }
+}
+
+/// Checks `M3AE_CPU_GEMM` (for a command line to report a misspelling before any work).
+pub fn check_env() -> Result<(), String> {
+    match std::env::var("M3AE_CPU_GEMM").ok().as_deref() {
+        None | Some("blas") | Some("onednn") => Ok(()),
+        Some(v) => Err(format!("M3AE_CPU_GEMM={v:?}: expected \"blas\" or \"onednn\"")),
+    }
+}
+
+/// `F.linear(x, w, b)`: x [.., K], w [N, K], b [N] -> [.., N].
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    let (k, n) = (x.size().last().copied().unwrap_or(0), w.size()[0]);
+    let rows = if k == 0 { 0 } else { x.numel() as i64 / k };
+    let fp32_cpu = x.device() == Device::Cpu && x.kind() == Kind::Float && w.kind() == Kind::Float;
+    if !(fp32_cpu && x.dim() >= 2 && rows > 0 && uses_onednn(cpu_gemm(), rows, k, n)) {
+        return x.linear(w, b);
+    }
+    let mut out_shape = x.size();
+    *out_shape.last_mut().unwrap() = n;
+    match onednn_linear(&x.reshape([rows, k]), w, b) {
+        Ok(y) => y.view(out_shape.as_slice()),
+        Err(e) => {
+            // a libtorch whose oneDNN refuses fp32 matmul: say so once, then stay on at::linear
+            log::warn!("oneDNN linear failed ({e}); at::linear from now on (M3AE_CPU_GEMM=blas silences this)");
+            set_cpu_gemm(CpuGemm::Blas);
+            x.linear(w, b)
+        }
+    }
+}
+
+extern "C" {
+    fn m3ae_onednn_linear(
+        x: *const c_void,
+        w: *const c_void,
+        b: *const c_void,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+}
+
+/// src/model/onednn_linear.cpp: x [rows, k] @ w.T + b through oneDNN's matmul, with autograd.
+fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, String> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    let b_ptr = b.map_or(std::ptr::null(), |b| b.as_ptr() as *const c_void);
+    // SAFETY: tch's C_tensor is an at::Tensor*; the shim reads the three tensors, catches
+    // every C++ exception, and on success hands over a new at::Tensor that tch now owns.
+    let rc = unsafe { m3ae_onednn_linear(x.as_ptr() as *const c_void, w.as_ptr() as *const c_void, b_ptr, &mut out, err.as_mut_ptr(), err.len()) };
+    if rc != 0 || out.is_null() {
+        // SAFETY: the shim wrote a NUL-terminated message into err (snprintf)
+        return Err(unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned());
+    }
+    // SAFETY: out is a heap at::Tensor the shim allocated with new, as tch's own are
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+}
+
+/// `nn.Linear`: `weight` [out, in], optional `bias` [out].
+#[derive(Debug)]
+pub struct Linear {
+    pub ws: Tensor,
+    pub bs: Option<Tensor>,
+}
+
+impl nn::Module for Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        linear(x, &self.ws, self.bs.as_ref())
+    }
+}
