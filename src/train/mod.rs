@@ -10,7 +10,9 @@
 //! - [`trainer`]: the loop; [`start`]: a run's start, fresh or resumed; [`state`]: its state and
 //!   atomic checkpoints; [`log`]: metrics.jsonl, progress.
 //! - [`sync`]: what the processes of a multi-process run agree on (through [`crate::dist`]).
+pub mod adamw_fused;
 pub mod evaluate;
+pub mod gradients;
 pub mod log;
 pub mod metrics;
 pub mod objectives;

@@ -6,6 +6,8 @@ use tch::{nn, Tensor};
 
 use crate::config::{DecayPower, M3aeConfig, Warmup};
 use crate::error::{Error, Result};
+use super::adamw_fused::{self, StepCoefficients};
+pub use super::gradients::Gradients;
 
 const NO_DECAY: &[&str] = &["bias", "LayerNorm.bias", "LayerNorm.weight", "norm.bias", "norm.weight", "norm1.bias", "norm1.weight", "norm2.bias", "norm2.weight"];
 const HEAD_NAMES: &[&str] = &["mlm_head", "mim_head", "itm_head", "vqa_head", "cls_head", "irtr_head"];
@@ -30,101 +32,6 @@ pub fn param_group(name: &str, c: &M3aeConfig) -> Option<GroupSpec> {
         (true, true) => return None,
     };
     Some(GroupSpec { lr, weight_decay })
-}
-
-/// One gradient per optimized parameter, in the optimizer's slot order (undefined where the
-/// loss does not reach the parameter).
-#[derive(Debug)]
-pub struct Gradients(Vec<Tensor>);
-
-impl Gradients {
-    /// The gradients, in the optimizer's slot order ([`AdamW::groups`]' order).
-    pub fn tensors(&self) -> &[Tensor] {
-        &self.0
-    }
-
-    /// Gradients from tensors in slot order (undefined where there is none).
-    pub fn from_tensors(tensors: Vec<Tensor>) -> Self {
-        Gradients(tensors)
-    }
-
-    /// The tensors, in slot order.
-    pub fn into_tensors(self) -> Vec<Tensor> {
-        self.0
-    }
-
-    /// The global L2 norm over every defined gradient (`clip_grad_norm_`'s total norm).
-    pub fn total_norm(&self) -> f64 {
-        tch::no_grad(|| {
-            let sq: Vec<Tensor> = self.0.iter().filter(|g| g.defined()).map(|g| g.square().sum(tch::Kind::Double)).collect();
-            if sq.is_empty() {
-                return 0.0;
-            }
-            Tensor::stack(&sq, 0).sum(tch::Kind::Double).double_value(&[]).sqrt()
-        })
-    }
-
-    /// `clip_grad_norm_(max_norm)`: scales every gradient by max_norm / (norm + 1e-6) when
-    /// that is below 1. Returns the norm before clipping.
-    pub fn clip_norm(&mut self, max_norm: f64) -> f64 {
-        let norm = self.total_norm();
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            self.scale(coef);
-        }
-        norm
-    }
-
-    /// Multiplies every gradient by `factor` (loss-scale removal, clipping, averaging).
-    pub fn scale(&mut self, factor: f64) {
-        tch::no_grad(|| {
-            for g in self.0.iter_mut().filter(|g| g.defined()) {
-                let _ = g.g_mul_scalar_(factor);
-            }
-        })
-    }
-
-    /// Whether every defined gradient is finite (no inf or NaN).
-    pub fn all_finite(&self) -> bool {
-        self.first_non_finite().is_none()
-    }
-
-    /// The index (slot order) of the first gradient holding an inf or NaN.
-    ///
-    /// Two read passes per gradient (its max and min, in its own dtype) and one host transfer
-    /// in all: a NaN propagates through both, and an inf is the max or the min, so both are
-    /// finite exactly when every element is. No full-size temporary is made (a sum in f64
-    /// would cast a copy of each gradient; `isfinite().all()` writes a bool tensor per
-    /// gradient and syncs each).
-    pub fn first_non_finite(&self) -> Option<usize> {
-        let defined: Vec<usize> = (0..self.0.len()).filter(|&i| self.0[i].defined() && self.0[i].numel() > 0).collect();
-        if defined.is_empty() {
-            return None;
-        }
-        let extremes = tch::no_grad(|| {
-            let per: Vec<Tensor> = defined.iter().map(|&i| Tensor::stack(&[self.0[i].max(), self.0[i].min()], 0).to_kind(tch::Kind::Double)).collect();
-            Tensor::stack(&per, 0)
-        });
-        let Ok(extremes) = Vec::<f64>::try_from(extremes.to_device(tch::Device::Cpu).view([-1])) else {
-            return defined.first().copied(); // cannot read them back: treat as not finite
-        };
-        extremes.chunks(2).position(|mm| mm.iter().any(|v| !v.is_finite())).map(|k| defined[k])
-    }
-
-    /// Adds `other` into `self`, gradient by gradient (gradient accumulation).
-    pub fn add(&mut self, other: Gradients) {
-        tch::no_grad(|| {
-            for (a, g) in self.0.iter_mut().zip(other.0) {
-                match (a.defined(), g.defined()) {
-                    (true, true) => {
-                        let _ = a.g_add_(&g);
-                    }
-                    (false, true) => *a = g,
-                    _ => {}
-                }
-            }
-        })
-    }
 }
 
 /// The optimizer's state for a checkpoint: each slot's moments, keyed `exp_avg.<param>` and
@@ -153,6 +60,9 @@ pub struct AdamW {
     slots: Vec<Slot>,
     pub betas: (f64, f64),
     pub eps: f64,
+    /// Contiguous fp32 CPU parameters take the one-pass kernel of `adamw_fused.cpp` (the
+    /// default); false runs the op-by-op form everywhere.
+    pub fused: bool,
 }
 
 impl AdamW {
@@ -168,7 +78,7 @@ impl AdamW {
                 Some(Slot { exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), name, param, group, step: 0 })
             })
             .collect();
-        AdamW { slots, betas: (0.9, 0.98), eps: 1e-8 }
+        AdamW { slots, betas: (0.9, 0.98), eps: 1e-8, fused: true }
     }
 
     /// The optimized parameters, in slot order.
@@ -238,7 +148,7 @@ impl AdamW {
         tch::no_grad(|| {
             for (s, g) in self.slots.iter_mut().zip(grads.0) {
                 if g.defined() {
-                    Self::update(s, &g, lr_scale, b, e);
+                    Self::update(s, &g, lr_scale, b, e, self.fused);
                 }
             }
         });
@@ -282,14 +192,14 @@ impl AdamW {
 
     /// One step with given gradients, by parameter name (the parity check feeds the golden ones).
     pub fn step_with(&mut self, grads: &BTreeMap<String, Tensor>, lr_scale: f64) -> Result<()> {
-        let (b, e) = (self.betas, self.eps);
+        let (b, e, fused) = (self.betas, self.eps, self.fused);
         tch::no_grad(|| {
             for s in &mut self.slots {
                 if let Some(g) = grads.get(&s.name) {
                     if g.size() != s.param.size() {
                         return Err(Error::input(format!("grad.{}", s.name), format!("shape {:?}, parameter is {:?}", g.size(), s.param.size())));
                     }
-                    Self::update(s, g, lr_scale, b, e);
+                    Self::update(s, g, lr_scale, b, e, fused);
                 }
             }
             Ok(())
@@ -300,9 +210,20 @@ impl AdamW {
     /// one temporary, as PyTorch's own version (tch has no `alpha=`/`value=` arguments, so
     /// the scalings are folded into `lerp_` and the denominator). Each line matches its
     /// Python counterpart up to rounding; the adamw goldens check the result.
-    fn update(s: &mut Slot, g: &Tensor, lr_scale: f64, (b1, b2): (f64, f64), eps: f64) {
+    fn update(s: &mut Slot, g: &Tensor, lr_scale: f64, (b1, b2): (f64, f64), eps: f64, fused: bool) {
         s.step += 1;
         let lr = s.group.lr * lr_scale;
+        // step_size = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)
+        let step_size = lr * (1.0 - b2.powi(s.step)).sqrt() / (1.0 - b1.powi(s.step));
+        let decay = if s.group.weight_decay > 0.0 { 1.0 - lr * s.group.weight_decay } else { 1.0 };
+        if fused && adamw_fused::applies(&s.param, g, &s.exp_avg, &s.exp_avg_sq) {
+            let c = StepCoefficients { w1: 1.0 - b1, w2: 1.0 - b2, eps, neg_inv_step: -1.0 / step_size, decay };
+            match adamw_fused::step(&s.param, g, &s.exp_avg, &s.exp_avg_sq, c) {
+                Ok(()) => return,
+                // refused before writing anything: the op-by-op form below takes the step
+                Err(e) => log::warn!("fused AdamW refused `{}` ({e}); op by op", s.name),
+            }
+        }
         // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)  ==  exp_avg.lerp_(grad, 1 - beta1)
         let _ = s.exp_avg.lerp_(g, 1.0 - b1);
         // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  ==  lerp_ towards grad²
@@ -311,15 +232,13 @@ impl AdamW {
         // denom = exp_avg_sq.sqrt().add_(eps), into the same buffer
         let _ = s.exp_avg_sq.sqrt_out(&t);
         let _ = t.g_add_scalar_(eps);
-        // step_size = lr·√(1 − β2ᵗ)/(1 − β1ᵗ); p.addcdiv_(exp_avg, denom, value=-step_size),
-        // with -1/step_size folded into denom
-        let step_size = lr * (1.0 - b2.powi(s.step)).sqrt() / (1.0 - b1.powi(s.step));
+        // p.addcdiv_(exp_avg, denom, value=-step_size), with -1/step_size folded into denom
         let _ = t.g_mul_scalar_(-1.0 / step_size);
         let mut p = s.param.shallow_clone();
         let _ = p.addcdiv_(&s.exp_avg, &t);
         if s.group.weight_decay > 0.0 {
             // p.add_(p, alpha=-lr * weight_decay)
-            let _ = p.g_mul_scalar_(1.0 - lr * s.group.weight_decay);
+            let _ = p.g_mul_scalar_(decay);
         }
     }
 }
@@ -354,33 +273,4 @@ pub fn lr_factor(c: &M3aeConfig, step: u64, max_steps: u64) -> f64 {
     let lr_range = c.learning_rate - c.end_lr;
     let remaining = 1.0 - (step - warmup) as f64 / (max_steps - warmup).max(1) as f64;
     (lr_range * remaining.powf(power) + c.end_lr) / c.learning_rate
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn grads(values: Vec<Vec<f32>>) -> Gradients {
-        Gradients(values.into_iter().map(|v| if v.is_empty() { Tensor::new() } else { Tensor::from_slice(&v) }).collect())
-    }
-
-    #[test]
-    fn first_non_finite_names_the_first_bad_slot() {
-        // an undefined slot (no gradient) is skipped; f32-max values sum past f32 but not f64
-        let big = vec![f32::MAX; 8];
-        assert_eq!(grads(vec![big.clone(), vec![], vec![1.0, -2.0]]).first_non_finite(), None);
-        assert_eq!(grads(vec![big.clone(), vec![], vec![1.0, f32::NAN], vec![f32::INFINITY]]).first_non_finite(), Some(2));
-        assert_eq!(grads(vec![vec![f32::INFINITY, f32::NEG_INFINITY], vec![1.0]]).first_non_finite(), Some(0));
-        assert_eq!(grads(vec![vec![], vec![0.5], vec![f32::NEG_INFINITY]]).first_non_finite(), Some(2));
-        // only the min is non-finite, and a NaN that is neither the max nor the min by value
-        assert_eq!(grads(vec![vec![0.5], vec![1.0, f32::NEG_INFINITY, 2.0]]).first_non_finite(), Some(1));
-        assert_eq!(grads(vec![vec![0.5, -3.0, f32::NAN, 7.0]]).first_non_finite(), Some(0));
-        assert!(grads(vec![]).all_finite());
-    }
-
-    #[test]
-    fn total_norm_is_the_global_l2_norm() {
-        let g = grads(vec![vec![3.0], vec![], vec![4.0, 0.0]]);
-        assert!((g.total_norm() - 5.0).abs() < 1e-12);
-    }
 }
