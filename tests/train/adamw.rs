@@ -22,7 +22,7 @@ fn store() -> nn::VarStore {
     let mut h = (vs.root() / "vqa_classifier" / "0").var("weight", &[7, 13], nn::Init::Const(0.0));
     tch::no_grad(|| {
         for (t, phase) in [(&mut w, 0.1), (&mut b, 0.2), (&mut h, 0.3)] {
-            let _ = t.copy_(&wave(&t.size(), phase, 0.02));
+            t.copy_(&wave(&t.size(), phase, 0.02));
         }
     });
     vs
