@@ -22,6 +22,7 @@ pub mod model;
 pub mod parity;
 pub mod report;
 pub mod runtime;
+pub mod shim;
 pub mod tasks;
 pub mod train;
 pub mod weights;

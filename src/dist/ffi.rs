@@ -1,13 +1,12 @@
 //! The Rust side of `c10d.cpp`: owned handles to a TCPStore and a c10d process group. Every call
 //! returns the C++ exception's message as `Err(String)`; [`super`] turns it into the crate's
 //! error, naming the ranks.
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::time::Duration;
 
 use tch::Tensor;
 
-/// Room for a C++ exception's message (c10d's carry a line of context, no backtrace).
-const ERR_LEN: usize = 4096;
+use crate::shim::{self, tensor_ptr};
 
 extern "C" {
     fn m3ae_c10d_has_nccl() -> c_int;
@@ -50,15 +49,9 @@ extern "C" {
     fn m3ae_c10d_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> c_int;
 }
 
-/// Runs one shim call with an error buffer: `Err(message)` when it reports a failure.
+/// Runs one c10d shim call with an error buffer ([`crate::shim::call`]).
 fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), String> {
-    let mut buf = vec![0 as c_char; ERR_LEN];
-    if f(buf.as_mut_ptr(), ERR_LEN) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim always NUL-terminates within `ERR_LEN` (the buffer starts zeroed).
-    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().trim().to_string();
-    Err(if msg.is_empty() { "unknown c10d error".into() } else { msg })
+    shim::call("c10d", f)
 }
 
 fn cstring(s: &str) -> Result<CString, String> {
@@ -69,10 +62,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-/// The c10d tensor handle: tch's `C_tensor` is an `at::Tensor*`.
-fn tensor_ptr(t: &Tensor) -> *const c_void {
-    t.as_ptr() as *const c_void
-}
 
 /// Whether this build compiled ProcessGroupNCCL in (build.rs found CUDA's and NCCL's headers).
 pub fn has_nccl() -> bool {

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::shim::{self, tensor_ptr};
+
 /// Which library runs large fp32 linear layers on CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuGemm {
@@ -65,9 +67,9 @@ pub fn cpu_gemm() -> CpuGemm {
         BLAS => CpuGemm::Blas,
         ONEDNN => CpuGemm::OneDnn,
         _ => {
-            let env = std::env::var("M3AE_CPU_GEMM").ok();
-            let pick = match env.as_deref() {
-                Some("blas") => CpuGemm::Blas,
+            // a bad value is reported at start-up (check_env); here it counts as unset
+            let pick = match env_choice() {
+                Ok(Some(CpuGemm::Blas)) => CpuGemm::Blas,
                 _ if !tch::utils::has_mkldnn() => CpuGemm::Blas,
                 _ => CpuGemm::OneDnn,
             };
@@ -92,12 +94,19 @@ pub fn uses_onednn(g: CpuGemm, rows: i64, k: i64, n: i64) -> bool {
     }
 }
 
-/// Checks `M3AE_CPU_GEMM` (for a command line to report a misspelling before any work).
-pub fn check_env() -> Result<(), String> {
+/// `M3AE_CPU_GEMM`: None when unset.
+fn env_choice() -> Result<Option<CpuGemm>, String> {
     match std::env::var("M3AE_CPU_GEMM").ok().as_deref() {
-        None | Some("blas") | Some("onednn") => Ok(()),
+        None => Ok(None),
+        Some("blas") => Ok(Some(CpuGemm::Blas)),
+        Some("onednn") => Ok(Some(CpuGemm::OneDnn)),
         Some(v) => Err(format!("M3AE_CPU_GEMM={v:?}: expected \"blas\" or \"onednn\"")),
     }
+}
+
+/// Checks `M3AE_CPU_GEMM` (for a command line to report a misspelling before any work).
+pub fn check_env() -> Result<(), String> {
+    env_choice().map(|_| ())
 }
 
 /// `F.linear(x, w, b)`: x [.., K], w [N, K], b [N] -> [.., N].
@@ -135,14 +144,12 @@ extern "C" {
 /// src/model/onednn_linear.cpp: x [rows, k] @ w.T + b through oneDNN's matmul, with autograd.
 fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, String> {
     let mut out: *mut c_void = std::ptr::null_mut();
-    let mut err = [0 as c_char; 512];
-    let b_ptr = b.map_or(std::ptr::null(), |b| b.as_ptr() as *const c_void);
-    // SAFETY: tch's C_tensor is an at::Tensor*; the shim reads the three tensors, catches
-    // every C++ exception, and on success hands over a new at::Tensor that tch now owns.
-    let rc = unsafe { m3ae_onednn_linear(x.as_ptr() as *const c_void, w.as_ptr() as *const c_void, b_ptr, &mut out, err.as_mut_ptr(), err.len()) };
-    if rc != 0 || out.is_null() {
-        // SAFETY: the shim wrote a NUL-terminated message into err (snprintf)
-        return Err(unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned());
+    let b_ptr = b.map_or(std::ptr::null(), tensor_ptr);
+    // SAFETY: the shim reads the three tensors, catches every C++ exception, and on success
+    // hands over a new at::Tensor that tch now owns.
+    shim::call("oneDNN linear", |e, l| unsafe { m3ae_onednn_linear(tensor_ptr(x), tensor_ptr(w), b_ptr, &mut out, e, l) })?;
+    if out.is_null() {
+        return Err("the oneDNN linear shim returned no tensor".into());
     }
     // SAFETY: out is a heap at::Tensor the shim allocated with new, as tch's own are
     Ok(unsafe { Tensor::from_ptr(out as *mut _) })

@@ -4,6 +4,8 @@ use std::ffi::{c_char, c_int, c_void};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::shim::{self, tensor_ptr};
+
 extern "C" {
     fn m3ae_adamw_fused(
         p: *const c_void,
@@ -40,15 +42,9 @@ pub fn applies(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
 /// Updates `p`, `m` (exp_avg) and `v` (exp_avg_sq) in place from `g`. Call only where
 /// [`applies`] holds; an error names what the shim refused.
 pub fn step(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, c: StepCoefficients) -> Result<(), String> {
-    let mut err = [0 as c_char; 256];
-    let ptr = |t: &Tensor| t.as_ptr() as *const c_void;
-    // SAFETY: tch's C_tensor is an at::Tensor*; the shim checks sizes, dtype, device and
-    // contiguity before it writes, writes only inside the three tensors, and catches every
-    // C++ exception.
-    let rc = unsafe { m3ae_adamw_fused(ptr(p), ptr(g), ptr(m), ptr(v), c.w1, c.w2, c.eps, c.neg_inv_step, c.decay, err.as_mut_ptr(), err.len()) };
-    if rc == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim wrote a NUL-terminated message (snprintf)
-    Err(unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned())
+    // SAFETY: the shim checks sizes, dtype, device and contiguity before it writes, writes
+    // only inside the three tensors, and catches every C++ exception.
+    shim::call("fused AdamW", |e, l| unsafe {
+        m3ae_adamw_fused(tensor_ptr(p), tensor_ptr(g), tensor_ptr(m), tensor_ptr(v), c.w1, c.w2, c.eps, c.neg_inv_step, c.decay, e, l)
+    })
 }
