@@ -40,3 +40,31 @@ pub fn keep_freed_tensor_memory() -> bool {
         false
     }
 }
+
+/// Makes libtorch run the calling thread's tensor operations on that thread alone. Returns
+/// false where it could not (no OpenMP runtime found), which only costs speed.
+///
+/// With OpenMP, libtorch gives every thread that runs a parallel operation its own team of
+/// `get_num_threads()` threads, kept alive while the thread lives: a loader worker that
+/// zero-fills or copies an image batch (parallel above 32 k elements) would hold one next to
+/// the training thread's. libgomp stops spinning at barriers once it manages more threads
+/// than there are CPUs. In one process, two side threads holding such teams slowed the
+/// paper-size VQA step from 6.0–6.7 s to 7.4–7.7 s (bench/NOTES.md); in the trainer, removing
+/// its loader threads' teams made no difference we could measure. Call it first thing on
+/// helper threads that build tensors.
+pub fn serial_tensor_ops_on_this_thread() -> bool {
+    // ATen sets a thread's OpenMP team size on the thread's first `get_num_threads`; after it,
+    // the size set here stays, and parallel_for runs inline where it is 1
+    tch::get_num_threads();
+    // SAFETY: dlsym only looks the symbol up; the OpenMP runtime libtorch loaded exports
+    // `void omp_set_num_threads(int)`, which sets the calling thread's team size.
+    unsafe {
+        let sym = libc::dlsym(libc::RTLD_DEFAULT, c"omp_set_num_threads".as_ptr());
+        if sym.is_null() {
+            return false;
+        }
+        let set: extern "C" fn(libc::c_int) = std::mem::transmute(sym);
+        set(1);
+    }
+    tch::get_num_threads() == 1
+}

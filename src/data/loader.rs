@@ -234,6 +234,7 @@ impl Loader {
             .map(|_| {
                 let (worker, jobs, results) = (Arc::clone(&worker), job_rx.clone(), result_tx.clone());
                 std::thread::spawn(move || {
+                    crate::runtime::serial_tensor_ops_on_this_thread();
                     for (n, indices) in jobs {
                         let batch = worker.batch(&indices);
                         if results.send((n, batch)).is_err() {

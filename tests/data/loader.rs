@@ -115,3 +115,22 @@ fn loader_skips_unreadable_images_and_builds_targets() {
     assert_eq!(b.irtr_text_ids().size(), [3, 3, 16]);
     assert!(b.irtr_text_ids().select(1, 0).equal(&b.text.ids));
 }
+
+/// A loader worker runs its tensor work on its own thread (no OpenMP team of its own next to
+/// the training thread's); other threads keep libtorch's thread count.
+#[test]
+fn helper_threads_run_tensor_ops_single_threaded() {
+    let before = tch::get_num_threads();
+    let on_helper = std::thread::spawn(|| {
+        let serial = m3ae::runtime::serial_tensor_ops_on_this_thread();
+        // a parallel-sized op still computes
+        let sum = tch::Tensor::ones([1 << 20], (tch::Kind::Float, tch::Device::Cpu)).sum(tch::Kind::Float).double_value(&[]);
+        (serial, tch::get_num_threads(), sum)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(on_helper, (true, 1, (1 << 20) as f64), "the helper thread's team size");
+    assert_eq!(tch::get_num_threads(), before, "the calling thread's team size changed");
+    let fresh = std::thread::spawn(tch::get_num_threads).join().unwrap();
+    assert_eq!(fresh, before, "a new thread no longer gets libtorch's thread count");
+}
