@@ -1,6 +1,7 @@
 //! Compiles the small C++ shims beside the Rust that binds them (`src/train/autocast.cpp`:
 //! CUDA autocast's dtype; `src/model/onednn_linear.cpp`: oneDNN's fp32 matmul with
-//! autograd; `src/train/adamw_fused.cpp`: AdamW in one pass; `src/dist/c10d.cpp`: libtorch's c10d, Gloo and, where CUDA headers
+//! autograd; `src/train/adamw_fused.cpp`: AdamW in one pass; `src/model/dropout.cpp`: dropout in one
+//! parallel pass; `src/dist/c10d.cpp`: libtorch's c10d, Gloo and, where CUDA headers
 //! are found, NCCL) against libtorch's headers, embeds an rpath to libtorch's lib folder
 //! (so binaries and tests run without LD_LIBRARY_PATH), and force-links libtorch_cuda where it
 //! exists so that `tch::Cuda::is_available()` sees the GPU.
@@ -13,6 +14,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/dist/c10d.cpp");
     println!("cargo:rerun-if-changed=src/model/onednn_linear.cpp");
     println!("cargo:rerun-if-changed=src/train/adamw_fused.cpp");
+    println!("cargo:rerun-if-changed=src/model/dropout.cpp");
     println!("cargo:rerun-if-changed=src/dist/gloo_decls");
     println!("cargo:rerun-if-env-changed=M3AE_CUDA_INCLUDE");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
@@ -38,6 +40,7 @@ fn main() {
     };
     shim("src/train/autocast.cpp").compile("m3ae_autocast");
     shim("src/model/onednn_linear.cpp").compile("m3ae_onednn_linear");
+    shim("src/model/dropout.cpp").flag("-O3").compile("m3ae_dropout");
     // sqrt without errno lets the AdamW loop vectorise; no other flag changes its rounding
     shim("src/train/adamw_fused.cpp").flag("-fno-math-errno").flag("-O3").compile("m3ae_adamw_fused");
     // The wheel lacks gloo's headers: our declaration-only stand-ins let ProcessGroupGloo.hpp

@@ -1,9 +1,10 @@
 //! Behaviour of the module tree beyond the goldens: ablations, freezing, strict loading,
-//! bad input, the attention fast path, dropout, the optimizer's grouping and schedule.
+//! bad input, the attention fast path, dropout, the optimizer's grouping and schedule; the
+//! CPU kernels (oneDNN linear layers, one-pass dropout, [CLS]-only last fusion layer) in
+//! `model/kernels.rs`.
 use std::path::Path;
 
 use m3ae::config::{M3aeConfig, TextEncoderConfig, VisionEncoderConfig, Warmup};
-use m3ae::model::linear::{self, with_cpu_gemm, CpuGemm};
 use m3ae::model::{InferInput, InferOptions, M3aeTransformerSs};
 use m3ae::train::objectives;
 use m3ae::train::optim::{lr_factor, param_group, AdamW};
@@ -13,7 +14,7 @@ use m3ae::Error;
 use tch::{nn, Device, Kind, Tensor};
 
 /// A small config: 32 px images, two fusion layers, every head on.
-fn tiny_config() -> M3aeConfig {
+pub(crate) fn tiny_config() -> M3aeConfig {
     let mut c = M3aeConfig {
         image_size: 32,
         patch_size: 16,
@@ -45,20 +46,20 @@ fn tiny_config() -> M3aeConfig {
     c
 }
 
-fn build(c: &M3aeConfig) -> (nn::VarStore, M3aeTransformerSs) {
+pub(crate) fn build(c: &M3aeConfig) -> (nn::VarStore, M3aeTransformerSs) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let m = M3aeTransformerSs::new(&vs.root(), c).expect("valid config");
     (vs, m)
 }
 
-struct Batch {
+pub(crate) struct Batch {
     image: Tensor,
     ids: Tensor,
     masks: Tensor,
 }
 
-fn batch(b: i64) -> Batch {
+pub(crate) fn batch(b: i64) -> Batch {
     tch::manual_seed(1);
     let ids = Tensor::randint_low(3, 50, [b, 8], (Kind::Int64, Device::Cpu));
     let masks = Tensor::ones([b, 8], (Kind::Int64, Device::Cpu));
@@ -110,23 +111,6 @@ fn upstream_block_counts() {
     let count = |prefix: &str| ks.iter().filter(|k| k.starts_with(prefix) && k.ends_with("attn.in_proj_weight")).count();
     assert_eq!(count("vision_encoder.visual.transformer.resblocks."), 2, "CLIP builds layers - 1 blocks");
     assert_eq!(count("mim_head.decoder.resblocks."), 1, "the decoder has mim_decoder_num_layers blocks");
-}
-
-#[test]
-fn fused_attention_matches_the_explicit_path() {
-    let (_vs, m) = build(&tiny_config());
-    let b = batch(2);
-    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
-    let fast = m.infer(&input, &InferOptions::default()).unwrap();
-    let slow = m.infer(&input, &InferOptions { output_attentions: true, ..Default::default() }).unwrap();
-    let err = f64::try_from((fast.multi_modal_cls_feats - &slow.multi_modal_cls_feats).abs().max()).unwrap();
-    assert!(err < 1e-6, "SDPA and softmax(QK^T)V paths differ by {err}");
-    assert_eq!(slow.attentions.len(), 2);
-    // attention rows are distributions; padded text keys get no weight
-    let probs = &slow.attentions[0].image_cross; // [B, H, Lv, Lt]
-    let row_sums = probs.sum_dim_intlist(-1, false, Kind::Float);
-    assert!(row_sums.allclose(&row_sums.ones_like(), 1e-5, 1e-5, false));
-    assert_eq!(f64::try_from(probs.narrow(3, 6, 2).abs().max()).unwrap(), 0.0);
 }
 
 #[test]
@@ -399,58 +383,6 @@ fn bench_refuses_bf16_for_workloads_that_run_in_fp32() {
     }
 }
 
-/// n pseudo-random values in [-amplitude/2, amplitude/2) from a formula (the shader hash
-/// fract(sin(i·12.9898 + phase)·43758.5453)), not the global generator: tests here run in
-/// parallel and reseed it.
-fn noise(n: i64, phase: f64, amplitude: f64) -> Tensor {
-    let h = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 12.9898 + phase).sin() * 43758.5453;
-    ((&h - h.floor() - 0.5) * amplitude).to_kind(Kind::Float)
-}
-
-/// x [2, 150, 768] (300 rows) → 1024: 236 M multiply-adds, above oneDNN's threshold.
-fn big_linear(gemm: CpuGemm) -> (Tensor, Tensor, Tensor, Tensor) {
-    let wave = |shape: &[i64], phase: f64, amplitude: f64| {
-        let n: i64 = shape.iter().product();
-        noise(n, phase, amplitude).view(shape).set_requires_grad(true)
-    };
-    let (x, w, b) = (wave(&[2, 150, 768], 0.1, 1.0), wave(&[1024, 768], 0.2, 0.03), wave(&[1024], 0.3, 1.0));
-    let y = with_cpu_gemm(gemm, || linear::linear(&x, &w, Some(&b)));
-    assert_eq!(y.size(), [2, 150, 1024]);
-    // a loss whose gradient differs per output column
-    (&y * Tensor::arange(1024, (Kind::Float, Device::Cpu)).sin()).sum(Kind::Float).backward();
-    (y.detach(), x.grad(), w.grad(), b.grad())
-}
-
-/// The scale a float sum's rounding error is measured against: the largest sum of the
-/// absolute values of its terms (|x|·|w|ᵀ for y, and so on).
-fn abs_sum_scales() -> [f64; 4] {
-    let f = |t: Tensor| t.abs().max().double_value(&[]);
-    let wave = |shape: &[i64], phase: f64, amplitude: f64| {
-        let n: i64 = shape.iter().product();
-        noise(n, phase, amplitude).view(shape).abs()
-    };
-    let (x, w, b) = (wave(&[300, 768], 0.1, 1.0), wave(&[1024, 768], 0.2, 0.03), wave(&[1024], 0.3, 1.0));
-    let g = Tensor::arange(1024, (Kind::Float, Device::Cpu)).sin().abs().expand([300, 1024], false);
-    [f(x.matmul(&w.tr()) + b), f(g.matmul(&w)), f(g.tr().matmul(&x)), f(g.sum_dim_intlist(0, false, Kind::Float))]
-}
-
-/// The oneDNN route of large fp32 linear layers computes at::linear's values and
-/// gradients (fp32, another summation order), and is really taken: its bits differ.
-#[test]
-fn onednn_linear_equals_blas_forward_and_backward() {
-    assert!(tch::utils::has_mkldnn(), "this libtorch has no oneDNN");
-    assert!(linear::uses_onednn(CpuGemm::OneDnn, 300, 768, 1024));
-    let blas = big_linear(CpuGemm::Blas);
-    let dnn = big_linear(CpuGemm::OneDnn);
-    let scales = abs_sum_scales();
-    for (i, (name, a, b)) in [("y", &blas.0, &dnn.0), ("x.grad", &blas.1, &dnn.1), ("w.grad", &blas.2, &dnn.2), ("b.grad", &blas.3, &dnn.3)].into_iter().enumerate() {
-        let err = (a - b).abs().max().double_value(&[]) / scales[i];
-        assert!(err < 1e-6, "{name}: oneDNN differs from at::linear by {err:.2e} of its terms' absolute sum");
-    }
-    assert!(!blas.0.equal(&dnn.0), "the oneDNN route gave at::linear's exact bits: it was not taken");
-    // small GEMMs and GEMV-like heads stay on at::linear
-    assert!(!linear::uses_onednn(CpuGemm::OneDnn, 544, 64, 64));
-    assert!(!linear::uses_onednn(CpuGemm::OneDnn, 64, 768, 768));
-    assert!(linear::uses_onednn(CpuGemm::OneDnn, 160, 768, 768));
-    assert!(!linear::uses_onednn(CpuGemm::Blas, 788, 768, 3072));
+mod model {
+    mod kernels;
 }

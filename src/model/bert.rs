@@ -3,9 +3,10 @@
 //! `attention.self.{query,key,value}`, `attention.output.{dense,LayerNorm}`,
 //! `intermediate.dense`, `output.{dense,LayerNorm}`.
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::init;
+use super::dropout::dropout;
 use super::linear::Linear;
 
 /// The hyper-parameters a BERT layer reads from its `BertConfig`/`RobertaConfig`.
@@ -71,7 +72,10 @@ impl BertSelfAttention {
         let k = self.split_heads(&kv.apply(&self.key));
         let v = self.split_heads(&kv.apply(&self.value));
         let (b, h, lq, dh) = q.size4().unwrap();
-        let (ctx, probs) = if need_probs {
+        // with dropout on the CPU, SDPA would take ATen's math path and its serial dropout:
+        // the same ops are spelled out here, with the one-pass dropout
+        let explicit = need_probs || (train && self.dropout > 0.0 && q.device() == Device::Cpu);
+        let (ctx, probs) = if explicit {
             // attention_scores = q @ k^T / sqrt(d); + mask; softmax; dropout; @ v
             let scores = q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt();
             let scores = match mask {
@@ -79,8 +83,8 @@ impl BertSelfAttention {
                 None => scores,
             };
             let probs = scores.softmax(-1, scores.kind());
-            let ctx = probs.dropout(self.dropout, train).matmul(&v);
-            (ctx, Some(probs))
+            let ctx = dropout(&probs, self.dropout, train).matmul(&v);
+            (ctx, need_probs.then_some(probs))
         } else {
             let p = if train { self.dropout } else { 0.0 };
             (Tensor::scaled_dot_product_attention(&q, &k, &v, mask.map(|m| m.to_kind(q.kind())), p, false, None, false), None)
@@ -108,7 +112,7 @@ impl BertSelfOutput {
     }
 
     pub fn forward(&self, hidden: &Tensor, residual: &Tensor, train: bool) -> Tensor {
-        (hidden.apply(&self.dense).dropout(self.dropout, train) + residual).apply(&self.layer_norm)
+        (dropout(&hidden.apply(&self.dense), self.dropout, train) + residual).apply(&self.layer_norm)
     }
 }
 

@@ -45,4 +45,14 @@ impl BertCrossLayer {
         let hidden = self.output.forward(&c.apply(&self.intermediate), &c, train);
         CrossLayerOutput { hidden, self_attn, cross_attn }
     }
+
+    /// [`Self::forward_t`]'s row 0 (the [CLS] position) alone, [B, 1, D]: the queries, the
+    /// residuals and the FFN at that position; keys and values from every token of x and y.
+    pub fn forward_cls_t(&self, x: &Tensor, y: &Tensor, x_mask: Option<&Tensor>, y_mask: Option<&Tensor>, train: bool) -> Tensor {
+        assert_eq!(x.size()[2], y.size()[2], "BertCrossLayer: streams have different widths");
+        let cls = x.narrow(1, 0, 1);
+        let (a, _) = self.attention.forward(&cls, Some(x), x_mask, false, train);
+        let (c, _) = self.crossattention.forward(&a, Some(y), y_mask, false, train);
+        self.output.forward(&c.apply(&self.intermediate), &c, train)
+    }
 }

@@ -4,6 +4,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::bert::{BertAttention, BertIntermediate, BertLayerConfig, BertOutput, Pooler};
+use super::dropout::dropout;
 use super::init;
 use crate::config::TextEncoderConfig;
 
@@ -44,7 +45,7 @@ impl RobertaEmbeddings {
         let top = i64::try_from(pos.max()).unwrap_or(0);
         assert!(top < max_pos, "text: position id {top} needs more than the {max_pos} position embeddings (text too long)");
         let x = ids.apply(&self.word_embeddings) + ids.zeros_like().apply(&self.token_type_embeddings) + pos.apply(&self.position_embeddings);
-        x.apply(&self.layer_norm).dropout(self.dropout, train)
+        dropout(&x.apply(&self.layer_norm), self.dropout, train)
     }
 }
 

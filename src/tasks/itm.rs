@@ -31,7 +31,7 @@ pub fn itm(m: &M3ae, image: &Tensor, text: &str) -> Result<MatchScore> {
     let (ids, masks) = m.encode_texts(&[text])?;
     let logits = tch::no_grad(|| -> Result<Tensor> {
         let input = InferInput { image: &image, text_ids: &ids, text_masks: &masks, text_ids_mlm: None, mim_noise: None };
-        let out = m.model.infer(&input, &InferOptions::default())?;
+        let out = m.model.infer(&input, &InferOptions { cls_only: true, ..Default::default() })?;
         Ok(head.forward(&out.multi_modal_cls_feats).to_kind(Kind::Double).to_device(tch::Device::Cpu).get(0))
     })?;
     let p = Vec::<f64>::try_from(logits.softmax(0, Kind::Double))?;

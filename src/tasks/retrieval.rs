@@ -43,7 +43,7 @@ impl EncodedTexts {
             let mut row = Vec::with_capacity(self.chunks.len());
             for (texts, mask) in &self.chunks {
                 let image = feats.expand([texts.size()[0], lv, h], false);
-                let fused = model.fuse(texts, mask, &image, &InferOptions::default(), None);
+                let fused = model.fuse(texts, mask, &image, &InferOptions { cls_only: true, ..Default::default() }, None);
                 row.push(match (&model.irtr_head, &model.itm_head) {
                     (Some(irtr), _) => irtr.forward(&fused.cls_feats).select(1, 0),
                     (None, Some(itm)) => itm.forward(&fused.cls_feats).select(1, 1),

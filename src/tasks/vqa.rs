@@ -34,7 +34,7 @@ pub fn vqa_logits(m: &M3ae, images: &Tensor, questions: &[&str]) -> Result<Tenso
     let (ids, masks) = m.encode_texts(questions)?;
     tch::no_grad(|| {
         let input = InferInput { image: &image, text_ids: &ids, text_masks: &masks, text_ids_mlm: None, mim_noise: None };
-        let out = m.model.infer(&input, &InferOptions::default())?;
+        let out = m.model.infer(&input, &InferOptions { cls_only: true, ..Default::default() })?;
         Ok(head.forward(&out.multi_modal_cls_feats).to_kind(Kind::Float).to_device(tch::Device::Cpu))
     })
 }

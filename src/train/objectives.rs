@@ -96,7 +96,7 @@ pub struct HeadOutput {
 /// `compute_itm`: `input.image` is already the mixed batch (true image where the label is 1,
 /// a false one where 0).
 pub fn compute_itm(model: &M3aeTransformerSs, input: &InferInput, labels: &Tensor, opts: &InferOptions) -> Result<HeadOutput> {
-    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, ..*opts })?;
+    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, cls_only: true, ..*opts })?;
     itm_from(model, infer, labels)
 }
 
@@ -108,14 +108,14 @@ pub fn itm_from(model: &M3aeTransformerSs, infer: InferOutput, labels: &Tensor) 
 
 /// `compute_vqa`: `targets` [B, vqa_label_size] holds each answer label's score.
 pub fn compute_vqa(model: &M3aeTransformerSs, input: &InferInput, targets: &Tensor, opts: &InferOptions) -> Result<HeadOutput> {
-    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, ..*opts })?;
+    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, cls_only: true, ..*opts })?;
     let logits = head(&model.vqa_head, "vqa_head")?.forward(&infer.multi_modal_cls_feats);
     Ok(HeadOutput { loss: vqa_loss(&logits, targets), logits, infer })
 }
 
 /// `compute_cls`: MELINDA classification.
 pub fn compute_cls(model: &M3aeTransformerSs, input: &InferInput, labels: &Tensor, opts: &InferOptions) -> Result<HeadOutput> {
-    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, ..*opts })?;
+    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: false, cls_only: true, ..*opts })?;
     let logits = head(&model.cls_head, "cls_head")?.forward(&infer.multi_modal_cls_feats);
     Ok(HeadOutput { loss: cross_entropy(&logits, labels), logits, infer })
 }
@@ -137,7 +137,7 @@ pub fn compute_irtr(model: &M3aeTransformerSs, image: &Tensor, text_ids: &Tensor
     let ids = text_ids.reshape([b * f1, l]);
     let masks = text_masks.reshape([b * f1, l]);
     let input = InferInput { image: &images, text_ids: &ids, text_masks: &masks, text_ids_mlm: None, mim_noise: None };
-    let infer = model.infer(&input, &InferOptions { mask_text: false, mask_image: false, ..*opts })?;
+    let infer = model.infer(&input, &InferOptions { mask_text: false, mask_image: false, cls_only: true, ..*opts })?;
     let scores = head(&model.irtr_head, "irtr_head")?.forward(&infer.multi_modal_cls_feats).select(1, 0).view([b, f1]);
     let answer = Tensor::zeros([b], (Kind::Int64, scores.device()));
     Ok(IrtrOutput { loss: cross_entropy(&scores, &answer), scores })

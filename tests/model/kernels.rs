@@ -1,0 +1,209 @@
+//! The port's own CPU kernels against what they replace: oneDNN linear layers against
+//! at::linear, the one-pass dropout against ATen's dropout, the [CLS]-only last fusion layer
+//! against the full pass.
+use m3ae::model::dropout::{dropout, fused_dropout};
+use m3ae::model::linear::{self, with_cpu_gemm, CpuGemm};
+use m3ae::model::{InferInput, InferOptions};
+use m3ae::train::objectives;
+use tch::nn::Module;
+use tch::{Device, Kind, Tensor};
+
+use crate::{batch, build, tiny_config};
+
+/// SDPA (the production attention path) against the explicit softmax(QKᵀ)V.
+#[test]
+fn fused_attention_matches_the_explicit_path() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(2);
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let fast = m.infer(&input, &InferOptions::default()).unwrap();
+    let slow = m.infer(&input, &InferOptions { output_attentions: true, ..Default::default() }).unwrap();
+    let err = f64::try_from((fast.multi_modal_cls_feats - &slow.multi_modal_cls_feats).abs().max()).unwrap();
+    assert!(err < 1e-6, "SDPA and softmax(QK^T)V paths differ by {err}");
+    assert_eq!(slow.attentions.len(), 2);
+    // attention rows are distributions; padded text keys get no weight
+    let probs = &slow.attentions[0].image_cross; // [B, H, Lv, Lt]
+    let row_sums = probs.sum_dim_intlist(-1, false, Kind::Float);
+    assert!(row_sums.allclose(&row_sums.ones_like(), 1e-5, 1e-5, false));
+    assert_eq!(f64::try_from(probs.narrow(3, 6, 2).abs().max()).unwrap(), 0.0);
+}
+
+/// n pseudo-random values in [-amplitude/2, amplitude/2) from a formula (the shader hash
+/// fract(sin(i·12.9898 + phase)·43758.5453)), not the global generator: tests here run in
+/// parallel and reseed it.
+fn noise(n: i64, phase: f64, amplitude: f64) -> Tensor {
+    let h = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 12.9898 + phase).sin() * 43758.5453;
+    ((&h - h.floor() - 0.5) * amplitude).to_kind(Kind::Float)
+}
+
+/// x [2, 150, 768] (300 rows) → 1024: 236 M multiply-adds, above oneDNN's threshold.
+fn big_linear(gemm: CpuGemm) -> (Tensor, Tensor, Tensor, Tensor) {
+    let wave = |shape: &[i64], phase: f64, amplitude: f64| {
+        let n: i64 = shape.iter().product();
+        noise(n, phase, amplitude).view(shape).set_requires_grad(true)
+    };
+    let (x, w, b) = (wave(&[2, 150, 768], 0.1, 1.0), wave(&[1024, 768], 0.2, 0.03), wave(&[1024], 0.3, 1.0));
+    let y = with_cpu_gemm(gemm, || linear::linear(&x, &w, Some(&b)));
+    assert_eq!(y.size(), [2, 150, 1024]);
+    // a loss whose gradient differs per output column
+    (&y * Tensor::arange(1024, (Kind::Float, Device::Cpu)).sin()).sum(Kind::Float).backward();
+    (y.detach(), x.grad(), w.grad(), b.grad())
+}
+
+/// The scale a float sum's rounding error is measured against: the largest sum of the
+/// absolute values of its terms (|x|·|w|ᵀ for y, and so on).
+fn abs_sum_scales() -> [f64; 4] {
+    let f = |t: Tensor| t.abs().max().double_value(&[]);
+    let wave = |shape: &[i64], phase: f64, amplitude: f64| {
+        let n: i64 = shape.iter().product();
+        noise(n, phase, amplitude).view(shape).abs()
+    };
+    let (x, w, b) = (wave(&[300, 768], 0.1, 1.0), wave(&[1024, 768], 0.2, 0.03), wave(&[1024], 0.3, 1.0));
+    let g = Tensor::arange(1024, (Kind::Float, Device::Cpu)).sin().abs().expand([300, 1024], false);
+    [f(x.matmul(&w.tr()) + b), f(g.matmul(&w)), f(g.tr().matmul(&x)), f(g.sum_dim_intlist(0, false, Kind::Float))]
+}
+
+/// The oneDNN route of large fp32 linear layers computes at::linear's values and
+/// gradients (fp32, another summation order), and is really taken: its bits differ.
+#[test]
+fn onednn_linear_equals_blas_forward_and_backward() {
+    assert!(tch::utils::has_mkldnn(), "this libtorch has no oneDNN");
+    assert!(linear::uses_onednn(CpuGemm::OneDnn, 300, 768, 1024));
+    let blas = big_linear(CpuGemm::Blas);
+    let dnn = big_linear(CpuGemm::OneDnn);
+    let scales = abs_sum_scales();
+    for (i, (name, a, b)) in [("y", &blas.0, &dnn.0), ("x.grad", &blas.1, &dnn.1), ("w.grad", &blas.2, &dnn.2), ("b.grad", &blas.3, &dnn.3)].into_iter().enumerate() {
+        let err = (a - b).abs().max().double_value(&[]) / scales[i];
+        assert!(err < 1e-6, "{name}: oneDNN differs from at::linear by {err:.2e} of its terms' absolute sum");
+    }
+    assert!(!blas.0.equal(&dnn.0), "the oneDNN route gave at::linear's exact bits: it was not taken");
+    // small GEMMs and GEMV-like heads stay on at::linear
+    assert!(!linear::uses_onednn(CpuGemm::OneDnn, 544, 64, 64));
+    assert!(!linear::uses_onednn(CpuGemm::OneDnn, 64, 768, 768));
+    assert!(linear::uses_onednn(CpuGemm::OneDnn, 160, 768, 768));
+    assert!(!linear::uses_onednn(CpuGemm::Blas, 788, 768, 3072));
+}
+
+/// n values in [1, 2): no zeros, so a zero in the output marks a dropped element.
+fn positive(n: i64, phase: f64) -> Tensor {
+    noise(n, phase, 1.0) + 1.5
+}
+
+/// Kept where the output is not 0 (the input has no zeros).
+fn kept(y: &Tensor) -> Tensor {
+    y.ne(0.0)
+}
+
+fn mean(t: &Tensor) -> f64 {
+    t.to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+}
+
+/// Each element is kept with probability 1-p, independently of its position and of its
+/// neighbour, and kept values are x · (1/(1-p)) with ATen's float scale, bit for bit.
+#[test]
+fn fused_dropout_keeps_one_minus_p_at_atens_scale() {
+    let n = 1 << 20;
+    let x = positive(n, 0.4);
+    for p in [0.1, 0.5, 0.9] {
+        let y = fused_dropout(&x, p).unwrap();
+        let k = kept(&y);
+        let q = 1.0 - p;
+        // six standard deviations of a binomial mean
+        let sd = |m: i64| (q * p / m as f64).sqrt() * 6.0;
+        let frac = mean(&k);
+        assert!((frac - q).abs() < sd(n), "p {p}: kept {frac}, expected {q} ± {}", sd(n));
+        // position: each of 64 blocks keeps its share
+        let blocks = k.view([64, -1]).to_kind(Kind::Double).mean_dim(1, false, Kind::Double);
+        let worst = (blocks - q).abs().max().double_value(&[]);
+        assert!(worst < sd(n / 64), "p {p}: a block of {} keeps {worst} away from {q}", n / 64);
+        // neighbours: P(i and i+1 kept) = q²
+        let both = mean(&k.narrow(0, 0, n - 1).logical_and(&k.narrow(0, 1, n - 1)));
+        assert!((both - q * q).abs() < 6.0 * (q * q * (1.0 - q * q) / n as f64).sqrt(), "p {p}: neighbours both kept {both}, expected {}", q * q);
+        // ATen: noise = bernoulli(1-p).div_(1-p) (a float), x * noise
+        let scaled = &x * f64::from(1.0f32 / q as f32);
+        assert!(y.masked_select(&k).equal(&scaled.masked_select(&k)), "p {p}: kept values are not x · (1/(1-p))");
+    }
+    // two calls draw two masks
+    let (a, b) = (kept(&fused_dropout(&x, 0.5).unwrap()), kept(&fused_dropout(&x, 0.5).unwrap()));
+    let same = mean(&a.eq_tensor(&b));
+    assert!((same - 0.5).abs() < 0.01, "two draws agree on {same} of the elements, expected 0.5");
+}
+
+/// d(Σ g·y)/dx = g · (1/(1-p)) where kept, 0 where dropped: the forward's own mask.
+#[test]
+fn fused_dropout_backward_uses_the_forward_mask() {
+    let x = positive(4 * 197 * 768, 0.7).view([4, 197, 768]).set_requires_grad(true);
+    let g = noise(4 * 197 * 768, 0.9, 2.0).view([4, 197, 768]);
+    let y = fused_dropout(&x, 0.1).unwrap();
+    (&y * &g).sum(Kind::Float).backward();
+    let expected = (&g * f64::from(1.0f32 / 0.9f32)) * kept(&y.detach()).to_kind(Kind::Float);
+    assert!(x.grad().equal(&expected), "the gradient is not the forward's mask times the scale");
+}
+
+/// What `dropout` does around the kernel: nothing in eval or at p = 0, the kernel for fp32
+/// CPU (also on a non-contiguous input), nothing kept at p = 1, NaN kept as ATen keeps it.
+#[test]
+fn dropout_edges() {
+    let x = positive(6 * 5, 0.2).view([6, 5]);
+    assert!(dropout(&x, 0.3, false).equal(&x), "eval changes nothing");
+    assert!(dropout(&x, 0.0, true).equal(&x), "p = 0 changes nothing");
+    assert_eq!(dropout(&x, 1.0, true).count_nonzero(None).int64_value(&[]), 0, "p = 1 keeps nothing");
+    let t = positive(64 * 48, 0.3).view([64, 48]).tr(); // [48, 64], non-contiguous
+    let y = dropout(&t, 0.5, true);
+    assert_eq!(y.size(), [48, 64]);
+    let k = kept(&y);
+    assert!(y.masked_select(&k).equal(&(&t * 2.0).masked_select(&k)), "a transposed input's kept values are not x · 2");
+    // x · 0 is NaN for a NaN: a dropped NaN still shows (ATen multiplies by its mask too)
+    let nan = Tensor::full([1 << 12], f64::NAN, (Kind::Float, Device::Cpu));
+    assert_eq!(dropout(&nan, 0.5, true).isnan().all().int64_value(&[]), 1, "a dropped NaN became a number");
+}
+
+/// The [CLS]-only last fusion layer (fine-tuning heads, ITM, retrieval) computes the full
+/// pass's pooled features and the same gradients.
+#[test]
+fn cls_only_fusion_equals_the_full_pass() {
+    let (vs, m) = build(&tiny_config());
+    let b = batch(3);
+    let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: None, mim_noise: None };
+    let full = m.infer(&input, &InferOptions::default()).unwrap();
+    let cls = m.infer(&input, &InferOptions { cls_only: true, ..Default::default() }).unwrap();
+    assert_eq!(cls.multi_modal_text_feats.size(), [3, 1, 32]);
+    assert_eq!(cls.multi_modal_image_feats.size(), [3, 1, 32]);
+    let err = (&full.multi_modal_cls_feats - &cls.multi_modal_cls_feats).abs().max().double_value(&[]);
+    assert!(err < 1e-6, "cls_feats differ by {err}");
+    let row0 = (full.multi_modal_image_feats.narrow(1, 0, 1) - &cls.multi_modal_image_feats).abs().max().double_value(&[]);
+    assert!(row0 < 1e-6, "the image stream's [CLS] row differs by {row0}");
+    // attentions need every position: the option is ignored with them
+    let attn = m.infer(&input, &InferOptions { cls_only: true, output_attentions: true, ..Default::default() }).unwrap();
+    assert_eq!(attn.multi_modal_text_feats.size(), [3, 8, 32]);
+    // gradients: compute_vqa (cls_only) against the full pass through the same head
+    let targets = noise(3 * 5, 0.5, 1.0).abs().view([3, 5]);
+    let grads = |loss: Tensor| {
+        for (_, mut v) in vs.variables() {
+            v.zero_grad();
+        }
+        loss.backward();
+        let mut g: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, if v.grad().defined() { v.grad().copy() } else { v.grad() })).collect();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        g
+    };
+    let fast = grads(objectives::compute_vqa(&m, &input, &targets, &InferOptions::default()).unwrap().loss);
+    let logits = m.vqa_head.as_ref().unwrap().forward(&m.infer(&input, &InferOptions::default()).unwrap().multi_modal_cls_feats);
+    let slow = grads(objectives::vqa_loss(&logits, &targets));
+    let largest = |t: &Tensor| if t.defined() && t.numel() > 0 { t.abs().max().double_value(&[]) } else { 0.0 };
+    let overall = slow.iter().map(|(_, g)| largest(g)).fold(0.0, f64::max);
+    let mut checked = 0;
+    for ((k, a), (_, b)) in fast.iter().zip(&slow) {
+        if !a.defined() || a.numel() == 0 {
+            assert!(!b.defined() || largest(b) == 0.0, "{k}: the full pass has a gradient, the [CLS]-only one none");
+            continue;
+        }
+        // (some gradients are 0 in exact arithmetic, e.g. a key bias under softmax, and
+        // only rounding in float: those are measured against the model's largest gradient)
+        let scale = largest(b).max(overall * 1e-3);
+        let err = (a - b).abs().max().double_value(&[]) / scale;
+        assert!(err < 1e-5, "{k}: gradients differ by {err:.2e} of their largest value");
+        checked += 1;
+    }
+    assert!(checked > 50, "only {checked} gradients compared");
+}
