@@ -115,7 +115,8 @@ pub fn pretrain_gradients_scaled(model: &M3aeTransformerSs, opt: &AdamW, batch: 
         let SharedImages { leaf, itm_rows, .. } = shared.as_ref().expect("encoded for itm");
         let (loss, logits) = pass.forward(|| {
             let feats = leaf.index_select(0, itm_rows.as_ref().expect("itm rows"));
-            let infer = model.infer_from_image_feats(&input, &feats, &opts)?;
+            // ITM reads the [CLS] rows only
+            let infer = model.infer_from_image_feats(&input, &feats, &InferOptions { cls_only: true, ..opts })?;
             let out = itm_from(model, infer, batch.itm_labels)?;
             Ok((out.loss, out.logits))
         })?;
