@@ -2,6 +2,7 @@
 //! tokenizer equality, MLM masking statistics, Arrow datasets, batching and `m3ae data check`.
 /// The loader's tests, under tests/data/.
 mod data {
+    pub mod cut;
     pub mod loader;
 }
 

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::dataset::VqaAnswer;
-use super::mlm::MlmMasker;
+use super::mlm::{MlmMasker, IGNORE_INDEX};
 use super::tokenizer::Encoding;
 use crate::{Error, Result};
 
@@ -40,6 +40,27 @@ pub struct TextBatch {
     pub ids_mlm: Tensor,
     /// `text_labels_mlm`: original ids at masked positions, −100 elsewhere.
     pub labels_mlm: Tensor,
+}
+
+impl TextBatch {
+    /// 1 + the last column that some row attends to (mask ≠ 0) or has an MLM label at; 0 when
+    /// no column is used.
+    pub fn used_columns(&self) -> i64 {
+        let Some((_, l)) = self.masks.size2().ok().filter(|&(b, l)| b > 0 && l > 0) else { return 0 };
+        let used = self.masks.ne(0).logical_or(&self.labels_mlm.ne(IGNORE_INDEX)).any_dim(0, false);
+        i64::try_from((used.to_kind(Kind::Int64) * Tensor::arange_start(1, l + 1, (Kind::Int64, used.device()))).max()).unwrap_or(l)
+    }
+
+    /// The first `n` columns of every field (all of them when `n` is no smaller).
+    fn keep_columns(&mut self, n: i64) {
+        for t in [&mut self.ids, &mut self.masks, &mut self.ids_mlm, &mut self.labels_mlm] {
+            if let Ok((_, l)) = t.size2() {
+                if n < l {
+                    *t = t.narrow(1, 0, n).contiguous();
+                }
+            }
+        }
+    }
 }
 
 /// A collated batch.
@@ -157,6 +178,28 @@ impl Batch {
             values.extend((0..patches).map(|_| rng.gen::<f32>()));
         }
         Tensor::from_slice(&values).view([self.seeds.len() as i64, patches])
+    }
+
+    /// [`TextBatch::used_columns`] over the text and every false text.
+    pub fn used_text_columns(&self) -> i64 {
+        std::iter::once(&self.text).chain(&self.false_texts).map(TextBatch::used_columns).max().unwrap_or(0)
+    }
+
+    /// Cuts the text and every false text to their first `n` columns (at least 1).
+    ///
+    /// Upstream pads every text to `max_text_len`. A column that no row attends to is a key
+    /// that every softmax gives exp(score + finfo.min) = 0, and a query row that no loss
+    /// reads unless it carries an MLM label; RoBERTa's position ids count from the left. So
+    /// with `n` ≥ [`Self::used_text_columns`] every loss is the same to float rounding, and
+    /// the text encoder, the text stream and every cross-attention to text do n/L of the
+    /// work. The trainer cuts all micro-batches of a step (on every rank) to one `n`, so
+    /// that accumulation and data parallelism keep computing what one batch would.
+    pub fn cut_text(&mut self, n: i64) {
+        let n = n.max(1);
+        self.text.keep_columns(n);
+        for t in &mut self.false_texts {
+            t.keep_columns(n);
+        }
     }
 
     /// IRTR text ids: the true text then each false text. Returns [B, 1 + F, L].

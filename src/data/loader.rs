@@ -296,6 +296,21 @@ impl Loader {
         self.next().map(|b| (n, Some(b)))
     }
 
+    /// The places of the next optimizer step, as [`Self::next_slot`] gives them: `accumulate`
+    /// of them, fewer where the epoch ends; empty when none are left. Reading a whole step
+    /// before running it lets the trainer cut its texts to one width ([`Batch::cut_text`]).
+    pub fn next_step(&mut self, accumulate: usize) -> Result<Vec<(usize, Option<Batch>)>> {
+        let mut slots = Vec::with_capacity(accumulate);
+        while slots.len() < accumulate.max(1) {
+            let Some((n, batch)) = self.next_slot() else { break };
+            slots.push((n, batch.transpose()?));
+            if n + 1 == self.batches.len() {
+                break;
+            }
+        }
+        Ok(slots)
+    }
+
     /// The number of the next batch place (`next` skips the places of other processes).
     pub fn position(&self) -> usize {
         self.next_out

@@ -7,6 +7,7 @@ use tch::Tensor;
 
 use super::metrics::PhaseMetrics;
 use super::optim::{AdamW, Gradients};
+use crate::data::collate::Batch;
 use crate::dist::ddp::Ddp;
 use crate::error::Result;
 
@@ -69,4 +70,17 @@ pub fn reduce_metrics(ddp: &Ddp, metrics: &mut PhaseMetrics, extra: &mut [f64]) 
     metrics.set_sums(&sums[..n]);
     extra.copy_from_slice(&sums[n..]);
     Ok(())
+}
+
+/// The text columns a step keeps: the largest [`Batch::used_text_columns`] of its
+/// micro-batches on every rank (one collective per step when there are several ranks).
+pub fn step_text_columns<'a>(ddp: &Ddp, batches: impl Iterator<Item = &'a Batch>) -> Result<i64> {
+    let mine = batches.map(Batch::used_text_columns).max().unwrap_or(0);
+    if ddp.world() == 1 {
+        return Ok(mine);
+    }
+    let mut each = vec![0.0; ddp.world()];
+    each[ddp.rank()] = mine as f64;
+    ddp.sum_f64(&mut each)?;
+    Ok(each.into_iter().fold(0.0, f64::max) as i64)
 }

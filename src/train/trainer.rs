@@ -17,6 +17,9 @@
 //!   (a rank runs `accumulate / world` of them, upstream's `batch_size / (per_gpu_batchsize ×
 //!   devices)`); the gradients, losses and metrics are summed over the ranks ([`super::sync`]);
 //!   only rank 0 writes files.
+//! - A step's micro-batches are read before any runs, and all are cut to the text columns
+//!   some micro-batch on some rank uses (`Batch::cut_text`: the losses do not change).
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -32,7 +35,7 @@ use super::setup::{Built, Pipeline, SplitData};
 use super::start::{start, Start};
 use super::state::{self, TrainerState};
 use super::step::{run_micro_scaled, stream_seed};
-use super::sync::{reduce_metrics, reduce_step};
+use super::sync::{reduce_metrics, reduce_step, step_text_columns};
 use super::task::Task;
 use super::precision::{compute_mode, Compute};
 use crate::config::M3aeConfig;
@@ -187,10 +190,13 @@ impl Fit {
             let mut grads: Option<Gradients> = None;
             let mut micro = 0usize;
             let (mut step_losses, mut step_samples): (Vec<(&'static str, f64)>, usize) = (Vec::new(), 0);
-            while let Some((batch_no, batch)) = loader.next_slot() {
+            // a whole step's micro-batches, cut to one text width (see the module doc)
+            let mut slots: VecDeque<_> = loader.next_step(self.state.accumulate)?.into();
+            let mut columns = step_text_columns(&self.ddp, slots.iter().filter_map(|(_, b)| b.as_ref()))?;
+            while let Some((batch_no, batch)) = slots.pop_front() {
                 // `None`: another rank's micro-batch; only the step's bookkeeping happens here
-                if let Some(batch) = batch {
-                    let batch = batch?;
+                if let Some(mut batch) = batch {
+                    batch.cut_text(columns);
                     tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
                     let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
                     let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
@@ -283,6 +289,8 @@ impl Fit {
                 if done {
                     break 'epochs Outcome::Finished;
                 }
+                slots = loader.next_step(self.state.accumulate)?.into();
+                columns = step_text_columns(&self.ddp, slots.iter().filter_map(|(_, b)| b.as_ref()))?;
             }
             if loader.is_empty() {
                 return Err(Error::Config("the train split has no samples".into()));

@@ -1,6 +1,6 @@
 //! The port's own CPU kernels against what they replace: oneDNN linear layers against
 //! at::linear, the one-pass dropout against ATen's dropout, the [CLS]-only last fusion layer
-//! against the full pass.
+//! against the full pass, the text cut to its used columns against the padded width.
 use m3ae::model::dropout::{dropout, fused_dropout};
 use m3ae::model::linear::{self, with_cpu_gemm, CpuGemm};
 use m3ae::model::{InferInput, InferOptions};
@@ -206,4 +206,35 @@ fn cls_only_fusion_equals_the_full_pass() {
         checked += 1;
     }
     assert!(checked > 50, "only {checked} gradients compared");
+}
+
+/// The trainer cuts a step's texts after the last column they use (`Batch::cut_text`): the
+/// VQA and MLM losses and the pooled features of texts of different lengths (and a masked
+/// hole) are those of the full, padded width.
+#[test]
+fn cutting_unused_text_columns_changes_no_loss() {
+    let (_vs, m) = build(&tiny_config());
+    let b = batch(3);
+    let masks = Tensor::from_slice2(&[[1i64, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 0, 0, 0]]);
+    let ids = b.ids.where_self(&masks.ne(0), &Tensor::from(1i64));
+    let labels = Tensor::full([3, 8], -100, (Kind::Int64, Device::Cpu));
+    let _ = labels.get(0).get(4).fill_(7);
+    let _ = labels.get(2).get(1).fill_(9);
+    let ids_mlm = ids.where_self(&labels.eq(-100), &Tensor::from(4i64));
+    let targets = noise(3 * 5, 0.5, 1.0).abs().view([3, 5]);
+    let losses = |n: i64| {
+        let (ids, masks, ids_mlm, labels) = (ids.narrow(1, 0, n), masks.narrow(1, 0, n), ids_mlm.narrow(1, 0, n), labels.narrow(1, 0, n).contiguous());
+        let input = InferInput { image: &b.image, text_ids: &ids, text_masks: &masks, text_ids_mlm: Some(&ids_mlm), mim_noise: None };
+        let opts = InferOptions::default();
+        let vqa = objectives::compute_vqa(&m, &input, &targets, &opts).unwrap().loss.double_value(&[]);
+        let mlm = objectives::compute_mlm(&m, &input, &labels, &opts).unwrap().loss.double_value(&[]);
+        let cls = m.infer(&input, &opts).unwrap().multi_modal_cls_feats;
+        (vqa, mlm, cls)
+    };
+    let (vqa8, mlm8, cls8) = losses(8);
+    let (vqa5, mlm5, cls5) = losses(5);
+    assert!((vqa8 - vqa5).abs() <= 1e-6 * vqa8.abs(), "vqa loss {vqa8} at width 8, {vqa5} at 5");
+    assert!((mlm8 - mlm5).abs() <= 1e-6 * mlm8.abs(), "mlm loss {mlm8} at width 8, {mlm5} at 5");
+    let err = (cls8 - cls5).abs().max().double_value(&[]);
+    assert!(err < 1e-6, "cls_feats differ by {err}");
 }
