@@ -1,6 +1,6 @@
 //! The demo's model and schedule: one small M3AE, sized so that the whole study (four
 //! pre-training variants and a no-pre-training baseline, two fine-tuning tasks, two seeds)
-//! runs in a few minutes on two CPU cores (3 min 21 s measured, 2026-12-02).
+//! runs in a few minutes on two CPU cores (4 min 43 s measured, 2026-12-02).
 //!
 //! Everything here is an ordinary config laid over the task presets, exactly as `--config`
 //! would be: the study runs the real `m3ae pretrain`, `finetune` and `test` commands.

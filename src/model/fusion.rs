@@ -39,20 +39,23 @@ impl BertCrossLayer {
     /// x [B, Lx, D] under `x_mask`, attending to y [B, Ly, D] under `y_mask` (both additive,
     /// [B, 1, 1, L]; None for a stream whose tokens are all visible, as images are).
     pub fn forward_t(&self, x: &Tensor, y: &Tensor, x_mask: Option<&Tensor>, y_mask: Option<&Tensor>, output_attentions: bool, train: bool) -> CrossLayerOutput {
-        assert_eq!(x.size()[2], y.size()[2], "BertCrossLayer: streams have different widths");
-        let (a, self_attn) = self.attention.forward(x, None, x_mask, output_attentions, train);
-        let (c, cross_attn) = self.crossattention.forward(&a, Some(y), y_mask, output_attentions, train);
-        let hidden = self.output.forward(&c.apply(&self.intermediate), &c, train);
-        CrossLayerOutput { hidden, self_attn, cross_attn }
+        self.forward_rows(x, x, y, x_mask, y_mask, output_attentions, train)
     }
 
     /// [`Self::forward_t`]'s row 0 (the [CLS] position) alone, [B, 1, D]: the queries, the
     /// residuals and the FFN at that position; keys and values from every token of x and y.
     pub fn forward_cls_t(&self, x: &Tensor, y: &Tensor, x_mask: Option<&Tensor>, y_mask: Option<&Tensor>, train: bool) -> Tensor {
+        self.forward_rows(&x.narrow(1, 0, 1), x, y, x_mask, y_mask, false, train).hidden
+    }
+
+    /// The layer at the rows `queries` [B, Lq, D] of x: self-attention keys and values from
+    /// all of x, cross-attention ones from y, residuals and FFN at the query rows.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_rows(&self, queries: &Tensor, x: &Tensor, y: &Tensor, x_mask: Option<&Tensor>, y_mask: Option<&Tensor>, output_attentions: bool, train: bool) -> CrossLayerOutput {
         assert_eq!(x.size()[2], y.size()[2], "BertCrossLayer: streams have different widths");
-        let cls = x.narrow(1, 0, 1);
-        let (a, _) = self.attention.forward(&cls, Some(x), x_mask, false, train);
-        let (c, _) = self.crossattention.forward(&a, Some(y), y_mask, false, train);
-        self.output.forward(&c.apply(&self.intermediate), &c, train)
+        let (a, self_attn) = self.attention.forward(queries, Some(x), x_mask, output_attentions, train);
+        let (c, cross_attn) = self.crossattention.forward(&a, Some(y), y_mask, output_attentions, train);
+        let hidden = self.output.forward(&c.apply(&self.intermediate), &c, train);
+        CrossLayerOutput { hidden, self_attn, cross_attn }
     }
 }

@@ -19,7 +19,6 @@
 //!   only rank 0 writes files.
 //! - A step's micro-batches are read before any runs, and all are cut to the text columns
 //!   some micro-batch on some rank uses (`Batch::cut_text`: the losses do not change).
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -190,107 +189,110 @@ impl Fit {
             let mut grads: Option<Gradients> = None;
             let mut micro = 0usize;
             let (mut step_losses, mut step_samples): (Vec<(&'static str, f64)>, usize) = (Vec::new(), 0);
-            // a whole step's micro-batches, cut to one text width (see the module doc)
-            let mut slots: VecDeque<_> = loader.next_step(self.state.accumulate)?.into();
-            let mut columns = step_text_columns(&self.ddp, slots.iter().filter_map(|(_, b)| b.as_ref()))?;
-            while let Some((batch_no, batch)) = slots.pop_front() {
-                // `None`: another rank's micro-batch; only the step's bookkeeping happens here
-                if let Some(mut batch) = batch {
-                    batch.cut_text(columns);
-                    tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
-                    let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
-                    let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
-                    let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
-                    step_samples += out.samples;
-                    merge_losses(&mut step_losses, &out.losses);
-                    match (&mut grads, out.gradients) {
-                        (Some(acc), Some(g)) => acc.add(g),
-                        (g @ None, Some(new)) => *g = Some(new),
-                        _ => {}
+            // a whole step's micro-batches at a time, cut to one text width (see the module doc)
+            loop {
+                let slots = loader.next_step(self.state.accumulate)?;
+                if slots.is_empty() {
+                    break;
+                }
+                let columns = step_text_columns(&self.ddp, slots.iter().filter_map(|(_, b)| b.as_ref()))?;
+                for (batch_no, batch) in slots {
+                    // `None`: another rank's micro-batch; only the step's bookkeeping happens here
+                    if let Some(mut batch) = batch {
+                        batch.cut_text(columns);
+                        tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
+                        let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
+                        let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
+                        let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
+                        step_samples += out.samples;
+                        merge_losses(&mut step_losses, &out.losses);
+                        match (&mut grads, out.gradients) {
+                            (Some(acc), Some(g)) => acc.add(g),
+                            (g @ None, Some(new)) => *g = Some(new),
+                            _ => {}
+                        }
                     }
-                }
-                micro += 1;
-                self.state.batch_in_epoch = batch_no + 1;
-                let epoch_end = batch_no + 1 == n_batches;
-                if micro < self.state.accumulate && !epoch_end {
-                    continue;
-                }
-                // one optimizer step, on the sums over every rank
-                let (summed, totals) = reduce_step(&self.ddp, &self.opt, grads.take(), &step_losses, step_samples, INTERRUPTED.load(Ordering::SeqCst))?;
-                grads = summed;
-                since_log.1 += totals.samples;
-                for (name, v) in &totals.losses {
-                    if !v.is_finite() && self.compute != Compute::Fp16Autocast {
-                        let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
-                        return Err(Error::Training {
-                            step: self.state.step + 1,
-                            reason: format!("the {name} loss is {}{hint}; checkpoints/last holds the last good state", v / micro as f64),
-                        });
+                    micro += 1;
+                    self.state.batch_in_epoch = batch_no + 1;
+                    let epoch_end = batch_no + 1 == n_batches;
+                    if micro < self.state.accumulate && !epoch_end {
+                        continue;
                     }
-                }
-                let lr = lr_factor(&c, self.state.step, self.state.max_steps);
-                self.optimizer_step(grads.take(), lr)?;
-                self.state.step += 1;
-                let means: Vec<(&str, f64)> = totals.losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
-                micro = 0;
-                step_losses.clear();
-                step_samples = 0;
-                if epoch_end {
-                    self.state.epoch += 1;
-                    self.state.batch_in_epoch = 0;
-                }
-                let step = self.state.step;
-                let loss_msg: Vec<String> = means.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                let rate = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
-                bar.set_position(step);
-                bar.set_message(format!("{} lr {:.2e} {:.1} samples/s", loss_msg.join(" "), c.learning_rate * lr, rate));
-                if step.is_multiple_of(c.log_every_n_steps.max(1)) {
-                    let mut values: Named = means.iter().map(|(k, v)| (format!("{k}/train/loss"), *v)).collect();
-                    values.push(("lr".into(), c.learning_rate * lr));
-                    if self.compute == Compute::Fp16Autocast {
-                        values.push(("train/loss_scale".into(), self.state.scaler.scale));
-                        values.push(("train/skipped_steps".into(), self.state.skipped_steps as f64));
+                    // one optimizer step, on the sums over every rank
+                    let (summed, totals) = reduce_step(&self.ddp, &self.opt, grads.take(), &step_losses, step_samples, INTERRUPTED.load(Ordering::SeqCst))?;
+                    grads = summed;
+                    since_log.1 += totals.samples;
+                    for (name, v) in &totals.losses {
+                        if !v.is_finite() && self.compute != Compute::Fp16Autocast {
+                            let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
+                            return Err(Error::Training {
+                                step: self.state.step + 1,
+                                reason: format!("the {name} loss is {}{hint}; checkpoints/last holds the last good state", v / micro as f64),
+                            });
+                        }
                     }
-                    values.push(("train/samples_per_second".into(), rate));
-                    self.log.write(step, self.state.epoch, &values)?;
-                    log::info!("step {step}/{}: {} lr {:.3e}, {rate:.1} samples/s", self.state.max_steps, loss_msg.join(", "), c.learning_rate * lr);
-                    since_log = (Instant::now(), 0);
-                }
-                if epoch_end {
-                    // unreadable images were left out of their batches: count them
-                    let mut skipped = [loader.skipped().len() as f64];
-                    reduce_metrics(&self.ddp, &mut train_metrics, &mut skipped)?;
-                    let skipped = skipped[0] as u64;
-                    let mut values = train_metrics.wrapup("train", &c.loss_names, None);
-                    if skipped > 0 {
-                        self.state.unreadable_images += skipped;
-                        values.push(("train/unreadable_images".into(), skipped as f64));
+                    let lr = lr_factor(&c, self.state.step, self.state.max_steps);
+                    self.optimizer_step(grads.take(), lr)?;
+                    self.state.step += 1;
+                    let means: Vec<(&str, f64)> = totals.losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
+                    micro = 0;
+                    step_losses.clear();
+                    step_samples = 0;
+                    if epoch_end {
+                        self.state.epoch += 1;
+                        self.state.batch_in_epoch = 0;
                     }
-                    self.log.write(step, self.state.epoch, &values)?;
-                }
-                let done = step >= self.state.max_steps;
-                let validate_now = !done && (epoch_end && val_every >= n_batches || (batch_no + 1) % val_every == 0);
-                if validate_now {
-                    if let Some(stop) = self.validate_and_checkpoint()? {
+                    let step = self.state.step;
+                    let loss_msg: Vec<String> = means.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                    let rate = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_position(step);
+                    bar.set_message(format!("{} lr {:.2e} {:.1} samples/s", loss_msg.join(" "), c.learning_rate * lr, rate));
+                    if step.is_multiple_of(c.log_every_n_steps.max(1)) {
+                        let mut values: Named = means.iter().map(|(k, v)| (format!("{k}/train/loss"), *v)).collect();
+                        values.push(("lr".into(), c.learning_rate * lr));
+                        if self.compute == Compute::Fp16Autocast {
+                            values.push(("train/loss_scale".into(), self.state.scaler.scale));
+                            values.push(("train/skipped_steps".into(), self.state.skipped_steps as f64));
+                        }
+                        values.push(("train/samples_per_second".into(), rate));
+                        self.log.write(step, self.state.epoch, &values)?;
+                        log::info!("step {step}/{}: {} lr {:.3e}, {rate:.1} samples/s", self.state.max_steps, loss_msg.join(", "), c.learning_rate * lr);
+                        since_log = (Instant::now(), 0);
+                    }
+                    if epoch_end {
+                        // unreadable images were left out of their batches: count them
+                        let mut skipped = [loader.skipped().len() as f64];
+                        reduce_metrics(&self.ddp, &mut train_metrics, &mut skipped)?;
+                        let skipped = skipped[0] as u64;
+                        let mut values = train_metrics.wrapup("train", &c.loss_names, None);
+                        if skipped > 0 {
+                            self.state.unreadable_images += skipped;
+                            values.push(("train/unreadable_images".into(), skipped as f64));
+                        }
+                        self.log.write(step, self.state.epoch, &values)?;
+                    }
+                    let done = step >= self.state.max_steps;
+                    let validate_now = !done && (epoch_end && val_every >= n_batches || (batch_no + 1) % val_every == 0);
+                    if validate_now {
+                        if let Some(stop) = self.validate_and_checkpoint()? {
+                            bar.finish_and_clear();
+                            break 'epochs stop;
+                        }
+                        // samples/s counts training only
+                        since_log = (Instant::now(), 0);
+                    } else if c.checkpoint_every_n_steps > 0 && step.is_multiple_of(c.checkpoint_every_n_steps) {
+                        self.save("last")?;
+                    }
+                    if totals.interrupted {
+                        self.save("last")?;
                         bar.finish_and_clear();
-                        break 'epochs stop;
+                        log::warn!("interrupted: saved {} at step {step}", self.run.checkpoint("last").display());
+                        break 'epochs Outcome::Interrupted;
                     }
-                    // samples/s counts training only
-                    since_log = (Instant::now(), 0);
-                } else if c.checkpoint_every_n_steps > 0 && step.is_multiple_of(c.checkpoint_every_n_steps) {
-                    self.save("last")?;
+                    if done {
+                        break 'epochs Outcome::Finished;
+                    }
                 }
-                if totals.interrupted {
-                    self.save("last")?;
-                    bar.finish_and_clear();
-                    log::warn!("interrupted: saved {} at step {step}", self.run.checkpoint("last").display());
-                    break 'epochs Outcome::Interrupted;
-                }
-                if done {
-                    break 'epochs Outcome::Finished;
-                }
-                slots = loader.next_step(self.state.accumulate)?.into();
-                columns = step_text_columns(&self.ddp, slots.iter().filter_map(|(_, b)| b.as_ref()))?;
             }
             if loader.is_empty() {
                 return Err(Error::Config("the train split has no samples".into()));
