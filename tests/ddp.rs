@@ -90,7 +90,9 @@ fn torchrun(o: &RunOptions) -> Command {
 
 #[test]
 fn torchrun_and_nproc_launch_the_same_pretraining_as_one_process() {
-    let data = pretrain_data();
+    let data = pretrain_data("ddp-pretrain");
+    // a corrupt image: its replacement is drawn from the sample's own stream, on any rank
+    corrupt_row_0_image(&data.join("roco_train.arrow"));
     let dir = scratch("ddp-pretrain");
     // MLM + MIM + ITM: the masks, noise and ITM pairings of each micro-batch are drawn as in
     // one process, whichever rank runs it

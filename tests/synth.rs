@@ -9,7 +9,7 @@ use m3ae::data::arrow::ArrowFile;
 use m3ae::data::collate::Collator;
 use m3ae::data::dataset::{Dataset, DatasetKind};
 use m3ae::data::image_io::decode_rgba;
-use m3ae::data::loader::{Loader, LoaderConfig};
+use m3ae::data::loader::{Loader, LoaderConfig, Unreadable};
 use m3ae::data::mlm::{MaskingMode, MlmMasker};
 use m3ae::data::synth::image::render;
 use m3ae::data::synth::place::radius;
@@ -76,7 +76,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 
 fn loader_batch(ds: Dataset, tok: &Arc<TextTokenizer>, vqa_label_size: usize) -> m3ae::data::collate::Batch {
     let masker = MlmMasker { probability: 0.15, mode: MaskingMode::Upstream, mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
-    let cfg = LoaderConfig { batch_size: 4, shuffle: true, seed: 1, workers: 1, prefetch: 1, draw_false_image: 1, draw_false_text: 0, drop_last: false };
+    let cfg = LoaderConfig { batch_size: 4, shuffle: true, seed: 1, workers: 1, prefetch: 1, draw_false_image: 1, draw_false_text: 0, drop_last: false, unreadable: Unreadable::Skip };
     let transforms = vec![Transform { kind: TransformKind::Clip, size: 64 }];
     let mut loader = Loader::new(ds, tok.clone(), transforms, Collator { masker, vqa_label_size }, cfg, 0).unwrap();
     loader.next().unwrap().unwrap()

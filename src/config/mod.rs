@@ -157,6 +157,10 @@ pub struct M3aeConfig {
     /// Multi-process runs: how long a rendezvous, a store operation or a collective may take
     /// before the ranks give up with an error naming the absent rank (seconds).
     pub dist_timeout_s: u64,
+    /// An unreadable image stops the run (`--strict-images`). Off: training replaces the
+    /// sample with another, as upstream's `get_suite` does, and evaluation leaves it out;
+    /// both count it as `{phase}/unreadable_images`.
+    pub strict_images: bool,
     /// Not an upstream key: the CLIP shape, which upstream reads from the CLIP weights.
     /// When absent it follows `vit` (or the loaded state_dict's shapes).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +239,7 @@ impl Default for M3aeConfig {
             grad_clip_norm: None,
             early_stop_patience: None,
             dist_timeout_s: crate::dist::DEFAULT_TIMEOUT_S,
+            strict_images: false,
             melinda_label_size: [("i_meth", 85), ("p_meth", 45), ("i_meth_label", 15), ("p_meth_label", 7)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))

@@ -5,10 +5,15 @@
 //! the batch size, and a resumed run draws what the uninterrupted run drew: the epoch's order
 //! by `(seed, epoch)`; each sample's false draws, augmentation and MLM masking (and the MIM
 //! noise the trainer draws for it) by `(seed, epoch, sample index)`.
-//! A sample whose image cannot be decoded is left out of its batch, logged with
-//! `log::warn!` (file, sample index, table row, reason) and recorded in [`Loader::skipped`];
-//! an unreadable false image is redrawn. Upstream instead retries with a random other index.
-use std::collections::BTreeMap;
+//! A sample whose image cannot be decoded is handled as [`LoaderConfig::unreadable`] says:
+//! in training it is replaced by another sample, as upstream's `BaseDataset.get_suite`
+//! retries with a random index (the replacement is drawn from the sample's own stream, so
+//! it depends neither on the workers nor on the ranks, and a resumed run draws it again); in
+//! evaluation it is left out of its batch (a batch may then be empty); with `strict_images`
+//! it is an error. Each unreadable image is logged once per process with `log::warn!` (file,
+//! table row, reason), and every occurrence is recorded in [`Loader::unreadable`]. An
+//! unreadable false image is redrawn.
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -26,6 +31,22 @@ use crate::{Error, Result};
 
 /// Attempts at drawing a readable false image before giving up on the sample.
 const FALSE_IMAGE_TRIES: usize = 10;
+
+/// Replacement draws for a sample with an unreadable image before the batch fails. Upstream
+/// retries without end; a split where this many draws in a row fail is mostly unreadable.
+pub const REPLACEMENT_TRIES: usize = 64;
+
+/// What the loader does with a sample whose image cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Put another sample in its place, drawn from the sample's own stream (training, as
+    /// upstream's `get_suite`).
+    Replace,
+    /// Leave it out of its batch (evaluation: no sample is counted twice).
+    Skip,
+    /// Fail the batch with the decoder's error (`strict_images`).
+    Fail,
+}
 
 /// Loader settings.
 #[derive(Debug, Clone)]
@@ -46,11 +67,13 @@ pub struct LoaderConfig {
     pub draw_false_text: usize,
     /// Drop a final incomplete batch.
     pub drop_last: bool,
+    /// Samples whose image cannot be decoded.
+    pub unreadable: Unreadable,
 }
 
-/// A sample left out because its image could not be decoded.
+/// A sample whose image could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedImage {
+pub struct UnreadableImage {
     /// The dataset file.
     pub file: String,
     /// Sample index.
@@ -59,6 +82,19 @@ pub struct SkippedImage {
     pub row: usize,
     /// Decoder message.
     pub reason: String,
+    /// The sample put in its place ([`Unreadable::Replace`]); `None` where it was left out.
+    pub replacement: Option<usize>,
+}
+
+/// The images already named in this process's log: each is logged once.
+static LOGGED: Mutex<BTreeSet<(String, usize)>> = Mutex::new(BTreeSet::new());
+
+fn log_once(u: &UnreadableImage) {
+    let first = LOGGED.lock().map(|mut seen| seen.insert((u.file.clone(), u.row))).unwrap_or(true);
+    if first {
+        let what = if u.replacement.is_some() { "replacing the sample" } else { "leaving the sample out" };
+        log::warn!("unreadable image: {}, row {} (sample {}): {}; {what} (logged once per image)", u.file, u.row, u.index, u.reason);
+    }
 }
 
 /// What a worker needs to turn sample indices into a batch.
@@ -69,7 +105,7 @@ struct Worker {
     collator: Arc<Collator>,
     config: LoaderConfig,
     epoch: u64,
-    skipped: Arc<Mutex<Vec<SkippedImage>>>,
+    unreadable: Arc<Mutex<Vec<UnreadableImage>>>,
 }
 
 impl Worker {
@@ -119,41 +155,58 @@ impl Worker {
         })
     }
 
-    /// Builds one batch; image failures skip the sample, other errors fail the batch.
-    fn batch(&self, indices: &[usize]) -> Result<Batch> {
-        let mut samples = Vec::with_capacity(indices.len());
-        for &index in indices {
-            match self.sample(index) {
-                Ok(s) => samples.push(s),
-                Err(Error::Image { reason, .. }) => {
-                    let (ds, local) = self.dataset.locate(index);
-                    let skip = SkippedImage { file: ds.table.path.display().to_string(), index, row: ds.index[local].0, reason };
-                    log::warn!("skipping unreadable image: {}, sample {}, row {}: {}", skip.file, skip.index, skip.row, skip.reason);
-                    self.skipped.lock().map_err(|_| Error::input("loader", "worker panicked"))?.push(skip);
+    /// Sample `index`, or what [`LoaderConfig::unreadable`] puts in its place when its image
+    /// cannot be decoded (`None`: left out). Other errors fail the batch.
+    fn sample_or_replacement(&self, index: usize) -> Result<Option<Sample>> {
+        let mut draws = sample_rng(self.config.seed, self.epoch, index, Purpose::Replace);
+        let mut current = index;
+        for _ in 0..=REPLACEMENT_TRIES {
+            let (file, row, reason) = match self.sample(current) {
+                Ok(s) => return Ok(Some(s)),
+                Err(Error::Image { name, reason }) if self.config.unreadable != Unreadable::Fail => {
+                    let (ds, local) = self.dataset.locate(current);
+                    (ds.table.path.display().to_string(), ds.index[local].0, format!("{name}: {reason}"))
                 }
                 Err(e) => return Err(e),
+            };
+            let replacement = (self.config.unreadable == Unreadable::Replace).then(|| draws.gen_range(0..self.dataset.len()));
+            let u = UnreadableImage { file, index: current, row, reason, replacement };
+            log_once(&u);
+            self.unreadable.lock().map_err(|_| Error::input("loader", "worker panicked"))?.push(u);
+            match replacement {
+                Some(next) => current = next,
+                None => return Ok(None),
             }
+        }
+        Err(Error::input("batch", format!("sample {index}: {REPLACEMENT_TRIES} replacement draws in a row have unreadable images ({} is mostly unreadable)", self.dataset.locate(index).0.table.path.display())))
+    }
+
+    /// Builds one batch (empty when every sample was left out).
+    fn batch(&self, indices: &[usize]) -> Result<Option<Batch>> {
+        let mut samples = Vec::with_capacity(indices.len());
+        for &index in indices {
+            samples.extend(self.sample_or_replacement(index)?);
         }
         for ds in &self.dataset.sets {
             ds.table.release_pages();
         }
         if samples.is_empty() {
-            return Err(Error::input("batch", format!("every image of samples {indices:?} is unreadable")));
+            return Ok(None);
         }
-        self.collator.collate(samples)
+        self.collator.collate(samples).map(Some)
     }
 }
 
 /// An in-order iterator over one epoch's batches, built by worker threads.
 pub struct Loader {
     jobs: Option<Sender<(usize, Vec<usize>)>>,
-    results: Receiver<(usize, Result<Batch>)>,
+    results: Receiver<(usize, Result<Option<Batch>>)>,
     batches: Vec<Vec<usize>>,
     next_out: usize,
     next_job: usize,
-    ready: BTreeMap<usize, Result<Batch>>,
+    ready: BTreeMap<usize, Result<Option<Batch>>>,
     prefetch: usize,
-    skipped: Arc<Mutex<Vec<SkippedImage>>>,
+    unreadable: Arc<Mutex<Vec<UnreadableImage>>>,
     handles: Vec<JoinHandle<()>>,
     shard: Shard,
 }
@@ -187,6 +240,8 @@ enum Purpose {
     Draws = 0,
     /// The seed the sample carries for MLM masking and MIM noise.
     Later = 1,
+    /// The samples that replace it when its image is unreadable.
+    Replace = 2,
 }
 
 /// The random stream of sample `index` in `epoch`.
@@ -220,7 +275,7 @@ impl Loader {
         }
         let (job_tx, job_rx) = unbounded::<(usize, Vec<usize>)>();
         let (result_tx, result_rx) = unbounded();
-        let skipped = Arc::new(Mutex::new(Vec::new()));
+        let unreadable = Arc::new(Mutex::new(Vec::new()));
         let worker = Arc::new(Worker {
             dataset,
             tokenizer,
@@ -228,7 +283,7 @@ impl Loader {
             collator: Arc::new(collator),
             config: config.clone(),
             epoch,
-            skipped: Arc::clone(&skipped),
+            unreadable: Arc::clone(&unreadable),
         });
         let handles = (0..config.workers)
             .map(|_| {
@@ -252,7 +307,7 @@ impl Loader {
             next_job: 0,
             ready: BTreeMap::new(),
             prefetch: config.prefetch,
-            skipped,
+            unreadable,
             handles,
             shard: Shard::ALL,
         })
@@ -283,7 +338,7 @@ impl Loader {
     }
 
     /// The next batch place: its number and its batch, or `None` in place of a batch another
-    /// process builds (never built here).
+    /// process builds (never built here) or of one whose every sample was left out.
     pub fn next_slot(&mut self) -> Option<(usize, Option<Result<Batch>>)> {
         let n = self.next_out;
         if n >= self.batches.len() {
@@ -293,7 +348,7 @@ impl Loader {
             self.next_out += 1;
             return Some((n, None));
         }
-        self.next().map(|b| (n, Some(b)))
+        self.next_built().map(|b| (n, b.transpose()))
     }
 
     /// The places of the next optimizer step, as [`Self::next_slot`] gives them: `accumulate`
@@ -316,22 +371,15 @@ impl Loader {
         self.next_out
     }
 
-    /// Samples left out so far because their image could not be decoded.
-    pub fn skipped(&self) -> Vec<SkippedImage> {
-        self.skipped.lock().map(|s| s.clone()).unwrap_or_default()
+    /// The unreadable images met so far (each occurrence: replaced or left out).
+    pub fn unreadable(&self) -> Vec<UnreadableImage> {
+        self.unreadable.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
-impl Iterator for Loader {
-    type Item = Result<Batch>;
-
-    fn next(&mut self) -> Option<Result<Batch>> {
-        while self.next_out < self.batches.len() && !self.shard.owns(self.next_out) {
-            self.next_out += 1;
-        }
-        if self.next_out >= self.batches.len() {
-            return None;
-        }
+impl Loader {
+    /// Builds (or waits for) the batch at `next_out`, which this process owns, and moves on.
+    fn next_built(&mut self) -> Option<Result<Option<Batch>>> {
         let jobs = self.jobs.as_ref()?;
         // the prefetch window spans `prefetch` of this process's batches
         let window = self.prefetch * self.shard.world.max(1);
@@ -355,6 +403,26 @@ impl Iterator for Loader {
         let batch = self.ready.remove(&self.next_out);
         self.next_out += 1;
         batch
+    }
+}
+
+/// This process's non-empty batches, in order.
+impl Iterator for Loader {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        loop {
+            while self.next_out < self.batches.len() && !self.shard.owns(self.next_out) {
+                self.next_out += 1;
+            }
+            if self.next_out >= self.batches.len() {
+                return None;
+            }
+            match self.next_built()? {
+                Ok(None) => continue,
+                other => return other.transpose(),
+            }
+        }
     }
 }
 

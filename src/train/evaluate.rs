@@ -25,7 +25,7 @@ const IMAGE_CHUNK: usize = 16;
 pub struct Evaluation {
     /// Upstream's names with their values (`{phase}/the_metric` last).
     pub values: Named,
-    /// Samples whose image could not be decoded (left out).
+    /// Samples whose image could not be decoded (left out; see [`crate::data::loader`]).
     pub unreadable_images: u64,
 }
 
@@ -48,6 +48,12 @@ pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, spli
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_message(phase.to_string());
+    // upstream's irtr loss scores each image against false texts: without them only the recalls
+    let irtr_without_false_texts = task == TaskKind::Irtr && split.loader.draw_false_text == 0;
+    if irtr_without_false_texts {
+        log::warn!("{phase}: the irtr loss is left out: it needs false texts, and draw_false_text is 0 (--set draw_false_text=15 computes it); the recalls are computed");
+        loader.skip_to(loader.len());
+    }
     while let Some((n, batch)) = loader.next_slot() {
         if let Some(batch) = batch {
             let batch = batch?;
@@ -59,7 +65,7 @@ pub fn evaluate(model: &M3aeTransformerSs, task: TaskKind, pipe: &Pipeline, spli
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let mut unreadable = [loader.skipped().len() as f64];
+    let mut unreadable = [loader.unreadable().len() as f64];
     super::sync::reduce_metrics(ddp, metrics, &mut unreadable)?;
     let rec = if with_recall { Some(split_recalls(model, pipe, split, ddp)?) } else { None };
     Ok(Evaluation { values: metrics.wrapup(phase, &c.loss_names, rec.as_ref()), unreadable_images: unreadable[0] as u64 })

@@ -170,6 +170,9 @@ pub struct PhaseMetrics {
     pub cls_accuracy: Accuracy,
     pub cls_loss: Scalar,
     pub irtr_loss: Scalar,
+    /// Pre-training micro-batches without any MLM target (no masked token): their MLM loss
+    /// is upstream's NaN, left out of `mlm_loss`.
+    pub mlm_without_targets: f64,
 }
 
 /// Named values as upstream logs them, in order.
@@ -187,6 +190,7 @@ impl PhaseMetrics {
         for s in [&self.mlm_loss, &self.mim_loss, &self.itm_loss, &self.vqa_loss, &self.cls_loss, &self.irtr_loss] {
             out.extend([s.sum, s.count]);
         }
+        out.push(self.mlm_without_targets);
         out
     }
 
@@ -202,6 +206,7 @@ impl PhaseMetrics {
         for s in [&mut self.mlm_loss, &mut self.mim_loss, &mut self.itm_loss, &mut self.vqa_loss, &mut self.cls_loss, &mut self.irtr_loss] {
             (s.sum, s.count) = (next(), next());
         }
+        self.mlm_without_targets = next();
     }
 
     /// `epoch_wrapup`: each objective's epoch values under upstream's names and the
@@ -222,6 +227,9 @@ impl PhaseMetrics {
             let v = self.mlm_accuracy.compute();
             put(format!("mlm/{phase}/accuracy_epoch"), v);
             put(format!("mlm/{phase}/loss_epoch"), self.mlm_loss.compute());
+            if self.mlm_without_targets > 0.0 {
+                put(format!("{phase}/mlm_batches_without_targets"), self.mlm_without_targets);
+            }
             the_metric += v;
         }
         if on.mim > 0.0 {
@@ -256,7 +264,8 @@ impl PhaseMetrics {
             put(format!("cls/{phase}/loss_epoch"), self.cls_loss.compute());
             the_metric += v;
         }
-        if on.irtr > 0.0 {
+        // no irtr loss without false texts (`m3ae test` on draw_false_text 0): recalls only
+        if on.irtr > 0.0 && self.irtr_loss.count > 0.0 {
             let v = self.irtr_loss.compute();
             put(format!("irtr/{phase}/irtr_loss_epoch"), v);
             the_metric -= v;

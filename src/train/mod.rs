@@ -9,6 +9,7 @@
 //! - [`metrics`]: upstream's metrics and names; [`evaluate`]: a split's evaluation.
 //! - [`trainer`]: the loop; [`start`]: a run's start, fresh or resumed; [`state`]: its state and
 //!   atomic checkpoints; [`log`]: metrics.jsonl, progress.
+//! - [`test_hooks`]: environment hooks for the project's fault tests.
 //! - [`sync`]: what the processes of a multi-process run agree on (through [`crate::dist`]).
 pub mod adamw_fused;
 pub mod evaluate;
@@ -25,4 +26,5 @@ pub mod state;
 pub mod step;
 pub mod sync;
 pub mod task;
+pub mod test_hooks;
 pub mod trainer;

@@ -15,7 +15,7 @@ use crate::config::keys::{build_config, check, read_json};
 use crate::config::{from_weights, text, M3aeConfig};
 use crate::data::collate::Collator;
 use crate::data::dataset::{Dataset, DatasetList, DatasetKind};
-use crate::data::loader::LoaderConfig;
+use crate::data::loader::{LoaderConfig, Unreadable};
 use crate::data::mlm::{MaskingMode, MlmMasker};
 use crate::data::tokenizer::TextTokenizer;
 use crate::data::transforms::{Transform, TransformKind};
@@ -278,6 +278,11 @@ impl Pipeline {
             draw_false_image: c.draw_false_image,
             draw_false_text: c.draw_false_text,
             drop_last: false,
+            unreadable: match (c.strict_images, training) {
+                (true, _) => Unreadable::Fail,
+                (false, true) => Unreadable::Replace,
+                (false, false) => Unreadable::Skip,
+            },
         };
         Ok(SplitData { data: Arc::new(DatasetList::new(sets)), transforms, loader })
     }

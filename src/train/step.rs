@@ -84,6 +84,11 @@ pub fn run_micro_scaled(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &
     };
     match task {
         TaskKind::Pretrain => {
+            // A micro-batch without any masked token: upstream's cross entropy gives a NaN loss
+            // and an all-zero (finite) gradient, so its optimizer step goes on. Here the pass
+            // runs as upstream's does (the same zero gradient reaches AdamW), and the NaN is
+            // neither logged nor averaged: the micro-batch is counted instead.
+            let mlm_targets = bool::try_from(batch.text.labels_mlm.ne(-100).any())?;
             let itm = if w.itm > 0.0 { Some(batch.itm(rng).ok_or_else(|| Error::input("batch", "ITM needs a false image per sample (draw_false_image ≥ 1)"))?) } else { None };
             let (itm_images, itm_labels) = match &itm {
                 Some((images, labels)) => (Some(images[0].to_device(device)), Some(labels.to_device(device))),
@@ -97,8 +102,12 @@ pub fn run_micro_scaled(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &
                 let step = pretrain_gradients_scaled(model, opt, &pb, true, loss_scale)?;
                 let l = &step.losses;
                 if let (Some(loss), Some(logits)) = (&l.mlm, &l.mlm_logits) {
-                    losses.push(("mlm", scalar(loss)));
-                    metrics.mlm_loss.update(scalar(loss));
+                    if mlm_targets {
+                        losses.push(("mlm", scalar(loss)));
+                        metrics.mlm_loss.update(scalar(loss));
+                    } else {
+                        metrics.mlm_without_targets += 1.0;
+                    }
                     metrics.mlm_accuracy.update(logits, &d.labels_mlm);
                 }
                 if let Some(loss) = &l.mim {
@@ -115,8 +124,11 @@ pub fn run_micro_scaled(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &
                 tch::no_grad(|| -> Result<()> {
                     if w.mlm > 0.0 {
                         let r = compute_mlm(model, &input, &d.labels_mlm, &opts)?;
-                        let v = take("mlm", &r.loss, w.mlm, &mut grads)?;
-                        metrics.mlm_loss.update(v);
+                        if mlm_targets {
+                            metrics.mlm_loss.update(take("mlm", &r.loss, w.mlm, &mut grads)?);
+                        } else {
+                            metrics.mlm_without_targets += 1.0;
+                        }
                         metrics.mlm_accuracy.update(&r.logits, &d.labels_mlm);
                     }
                     if w.mim > 0.0 {

@@ -14,10 +14,35 @@ use crate::error::Result;
 /// Every objective's name, in upstream's `loss_names` order: the layout of a step's sums.
 const OBJECTIVES: [&str; 6] = ["mlm", "mim", "itm", "vqa", "cls", "irtr"];
 
+/// A step's losses on this rank: each objective's sum over the micro-batches that gave it,
+/// and their count (a pre-training micro-batch without MLM targets gives no MLM loss).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepLosses(Vec<(&'static str, f64, usize)>);
+
+impl StepLosses {
+    /// Adds one micro-batch's losses, by objective.
+    pub fn add(&mut self, losses: &[(&'static str, f64)]) {
+        for &(k, v) in losses {
+            match self.0.iter_mut().find(|(n, _, _)| *n == k) {
+                Some((_, s, c)) => {
+                    *s += v;
+                    *c += 1;
+                }
+                None => self.0.push((k, v, 1)),
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// A step's totals over every rank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepTotals {
-    /// Each objective's loss summed over the step's micro-batches (objectives seen only).
+    /// Each objective's mean loss over the step's micro-batches that gave it (objectives
+    /// seen only).
     pub losses: Vec<(&'static str, f64)>,
     /// Samples in the step.
     pub samples: usize,
@@ -35,15 +60,15 @@ pub fn broadcast_model(ddp: &Ddp, vs: &VarStore) -> Result<()> {
 
 /// Sums this rank's share of a step over the ranks: the gradients (`None` when this rank ran
 /// no micro-batch in the step), the losses, the samples and the interrupt flag.
-pub fn reduce_step(ddp: &Ddp, opt: &AdamW, grads: Option<Gradients>, losses: &[(&'static str, f64)], samples: usize, interrupted: bool) -> Result<(Option<Gradients>, StepTotals)> {
+pub fn reduce_step(ddp: &Ddp, opt: &AdamW, grads: Option<Gradients>, losses: &StepLosses, samples: usize, interrupted: bool) -> Result<(Option<Gradients>, StepTotals)> {
     let mut sums = Vec::with_capacity(2 * OBJECTIVES.len() + 2);
     for name in OBJECTIVES {
-        let mine = losses.iter().find(|(n, _)| *n == name);
-        sums.extend([mine.map_or(0.0, |l| l.1), f64::from(u8::from(mine.is_some()))]);
+        let mine = losses.0.iter().find(|(n, _, _)| *n == name);
+        sums.extend(mine.map_or([0.0, 0.0], |&(_, sum, count)| [sum, count as f64]));
     }
     sums.extend([samples as f64, f64::from(u8::from(interrupted))]);
     ddp.sum_f64(&mut sums)?;
-    let losses = OBJECTIVES.iter().enumerate().filter(|(i, _)| sums[2 * i + 1] > 0.0).map(|(i, &name)| (name, sums[2 * i])).collect();
+    let losses = OBJECTIVES.iter().enumerate().filter(|(i, _)| sums[2 * i + 1] > 0.0).map(|(i, &name)| (name, sums[2 * i] / sums[2 * i + 1])).collect();
     let totals = StepTotals { losses, samples: sums[2 * OBJECTIVES.len()] as usize, interrupted: sums[2 * OBJECTIVES.len() + 1] > 0.0 };
     if ddp.world() == 1 {
         return Ok((grads, totals));

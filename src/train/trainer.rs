@@ -34,8 +34,9 @@ use super::setup::{Built, Pipeline, SplitData};
 use super::start::{start, Start};
 use super::state::{self, TrainerState};
 use super::step::{run_micro_scaled, stream_seed};
-use super::sync::{reduce_metrics, reduce_step, step_text_columns};
+use super::sync::{reduce_metrics, reduce_step, step_text_columns, StepLosses};
 use super::task::Task;
+use super::test_hooks::TestHooks;
 use super::precision::{compute_mode, Compute};
 use crate::config::M3aeConfig;
 use crate::data::loader::Loader;
@@ -123,6 +124,7 @@ struct Fit {
     last_validated: Option<u64>,
     last_validation: Option<Named>,
     ddp: Ddp,
+    hooks: TestHooks,
 }
 
 /// Trains `opts.task` into `opts.run_dir`, or resumes it from `checkpoints/last`.
@@ -163,7 +165,8 @@ pub fn fit(opts: &RunOptions) -> Result<FitSummary> {
         val_metrics.vqa_score.best_open_score = o;
     }
     let task = opts.task.clone();
-    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, compute, last_validated: None, last_validation: None, ddp };
+    let hooks = TestHooks::from_env()?;
+    let mut f = Fit { config, task, built, opt, state, pipe, train, val, run, log, val_metrics, compute, last_validated: None, last_validation: None, ddp, hooks };
     let outcome = f.run()?;
     Ok(FitSummary { outcome, state: f.state, last_validation: f.last_validation })
 }
@@ -188,7 +191,7 @@ impl Fit {
             loader.set_shard(self.ddp.shard(self.state.accumulate));
             let mut grads: Option<Gradients> = None;
             let mut micro = 0usize;
-            let (mut step_losses, mut step_samples): (Vec<(&'static str, f64)>, usize) = (Vec::new(), 0);
+            let (mut step_losses, mut step_samples) = (StepLosses::default(), 0usize);
             // a whole step's micro-batches at a time, cut to one text width (see the module doc)
             loop {
                 let slots = loader.next_step(self.state.accumulate)?;
@@ -205,7 +208,7 @@ impl Fit {
                         let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
                         let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
                         step_samples += out.samples;
-                        merge_losses(&mut step_losses, &out.losses);
+                        step_losses.add(&out.losses);
                         match (&mut grads, out.gradients) {
                             (Some(acc), Some(g)) => acc.add(g),
                             (g @ None, Some(new)) => *g = Some(new),
@@ -224,17 +227,13 @@ impl Fit {
                     since_log.1 += totals.samples;
                     for (name, v) in &totals.losses {
                         if !v.is_finite() && self.compute != Compute::Fp16Autocast {
-                            let hint = if *name == "mlm" { " (a batch without any masked token gives NaN, as upstream's cross entropy does)" } else { "" };
-                            return Err(Error::Training {
-                                step: self.state.step + 1,
-                                reason: format!("the {name} loss is {}{hint}; checkpoints/last holds the last good state", v / micro as f64),
-                            });
+                            return Err(Error::Training { step: self.state.step + 1, reason: format!("the {name} loss is {v}; checkpoints/last holds the last good state") });
                         }
                     }
                     let lr = lr_factor(&c, self.state.step, self.state.max_steps);
                     self.optimizer_step(grads.take(), lr)?;
                     self.state.step += 1;
-                    let means: Vec<(&str, f64)> = totals.losses.iter().map(|(k, v)| (*k, v / micro as f64)).collect();
+                    let means = &totals.losses;
                     micro = 0;
                     step_losses.clear();
                     step_samples = 0;
@@ -260,8 +259,8 @@ impl Fit {
                         since_log = (Instant::now(), 0);
                     }
                     if epoch_end {
-                        // unreadable images were left out of their batches: count them
-                        let mut skipped = [loader.skipped().len() as f64];
+                        // unreadable images were replaced by other samples: count them
+                        let mut skipped = [loader.unreadable().len() as f64];
                         reduce_metrics(&self.ddp, &mut train_metrics, &mut skipped)?;
                         let skipped = skipped[0] as u64;
                         let mut values = train_metrics.wrapup("train", &c.loss_names, None);
@@ -289,6 +288,7 @@ impl Fit {
                         log::warn!("interrupted: saved {} at step {step}", self.run.checkpoint("last").display());
                         break 'epochs Outcome::Interrupted;
                     }
+                    self.hooks.after_step(step);
                     if done {
                         break 'epochs Outcome::Finished;
                     }
@@ -330,6 +330,7 @@ impl Fit {
         if self.state.accumulate > 1 {
             g.scale(1.0 / self.state.accumulate as f64);
         }
+        self.hooks.dump(self.state.step + 1, &self.opt, &g)?;
         if let Some(max) = self.config.grad_clip_norm {
             g.clip_norm(max);
         }
@@ -378,16 +379,6 @@ impl Fit {
         }
         state::save(&self.run.checkpoints(), name, &self.built.vs, &self.config, &self.opt, &self.state)?;
         Ok(())
-    }
-}
-
-/// Adds a micro-batch's losses to the step's sums, by objective.
-fn merge_losses(sum: &mut Vec<(&'static str, f64)>, add: &[(&'static str, f64)]) {
-    for &(k, v) in add {
-        match sum.iter_mut().find(|(n, _)| *n == k) {
-            Some((_, s)) => *s += v,
-            None => sum.push((k, v)),
-        }
     }
 }
 

@@ -30,13 +30,24 @@ pub fn sets(v: Value) -> Vec<(String, Value)> {
     v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// A pre-training data folder: train-irtr's captioned images as `roco_{train,val,test}`.
-pub fn pretrain_data() -> PathBuf {
-    let d = scratch("pretrain-data");
+/// A pre-training data folder of the test `tag`'s own (tests of one binary run at once):
+/// train-irtr's captioned images as `roco_{train,val,test}`.
+pub fn pretrain_data(tag: &str) -> PathBuf {
+    let d = scratch(&format!("{tag}-pretrain-data"));
     for split in ["train", "val", "test"] {
         std::fs::copy(set("train-irtr").join(format!("data/irtr_roco_{split}.arrow")), d.join(format!("roco_{split}.arrow"))).unwrap();
     }
     d
+}
+
+/// Makes the image of row 0 of `arrow` (train-irtr's `irtr_roco_*`, whose row 0 holds the
+/// file's first PNG) undecodable: its PNG signature is overwritten in place, so the Arrow
+/// file stays valid and only the image is corrupt.
+pub fn corrupt_row_0_image(arrow: &Path) {
+    let mut bytes = std::fs::read(arrow).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"\x89PNG").expect("a PNG image");
+    bytes[at..at + 4].copy_from_slice(b"XXXX");
+    std::fs::write(arrow, bytes).unwrap();
 }
 
 /// Pre-training options on train-irtr's model and data: tiny MIM decoder, 8-sample batches.

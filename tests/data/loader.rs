@@ -1,9 +1,10 @@
-//! The loader: reproducible across workers, randomness per sample, unreadable images skipped.
+//! The loader: reproducible across workers, randomness per sample, unreadable images replaced,
+//! skipped or refused.
 use std::sync::Arc;
 
 use m3ae::data::collate::Collator;
 use m3ae::data::dataset::Dataset;
-use m3ae::data::loader::{Loader, LoaderConfig, Shard};
+use m3ae::data::loader::{Loader, LoaderConfig, Shard, Unreadable};
 use m3ae::data::mlm::{MaskingMode, MlmMasker};
 use m3ae::data::transforms::{Transform, TransformKind};
 use rand::SeedableRng;
@@ -16,7 +17,7 @@ fn loader(name: &str, workers: usize, config: impl Fn(&mut LoaderConfig)) -> Loa
     let ds = Dataset::open(&fixtures().join("arrow").join(name), "p_meth_label").unwrap();
     let tok = Arc::new(toy_tokenizer(16));
     let masker = MlmMasker { probability: 0.15, mode: MaskingMode::Upstream, mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
-    let mut cfg = LoaderConfig { batch_size: 2, shuffle: true, seed: 3, workers, prefetch: 2, draw_false_image: 1, draw_false_text: 0, drop_last: false };
+    let mut cfg = LoaderConfig { batch_size: 2, shuffle: true, seed: 3, workers, prefetch: 2, draw_false_image: 1, draw_false_text: 0, drop_last: false, unreadable: Unreadable::Skip };
     config(&mut cfg);
     let transforms = vec![Transform { kind: TransformKind::ClipRandAug, size: 32 }];
     Loader::new(ds, tok, transforms, Collator { masker, vqa_label_size: 4 }, cfg, 0).unwrap()
@@ -99,9 +100,10 @@ fn loader_skips_unreadable_images_and_builds_targets() {
     });
     let batch = val.next().unwrap().unwrap();
     assert_eq!(batch.indices, vec![0]);
-    let mut skipped: Vec<usize> = val.skipped().iter().map(|s| s.index).collect();
+    let mut skipped: Vec<usize> = val.unreadable().iter().map(|s| s.index).collect();
     skipped.sort();
     assert_eq!(skipped, vec![1, 2]);
+    assert!(val.unreadable().iter().all(|u| u.replacement.is_none() && u.file.ends_with("roco_val.arrow")));
 
     let mut vqa = loader("vqa_vqa_rad_train.arrow", 1, |c| {
         c.shuffle = false;
@@ -133,4 +135,44 @@ fn helper_threads_run_tensor_ops_single_threaded() {
     assert_eq!(tch::get_num_threads(), before, "the calling thread's team size changed");
     let fresh = std::thread::spawn(tch::get_num_threads).join().unwrap();
     assert_eq!(fresh, before, "a new thread no longer gets libtorch's thread count");
+}
+
+/// roco_val.arrow: samples 1 and 2 have unreadable images, sample 0 a readable one.
+#[test]
+fn unreadable_images_are_replaced_in_training_skipped_in_evaluation_or_refused() {
+    // evaluation: a batch whose every sample is unreadable is an empty place, not an error
+    let mut skip = loader("roco_val.arrow", 1, |c| {
+        c.shuffle = false;
+        c.batch_size = 1;
+        c.draw_false_image = 0;
+    });
+    let places: Vec<(usize, bool)> = std::iter::from_fn(|| skip.next_slot()).map(|(n, b)| (n, b.map(|b| b.unwrap()).is_some())).collect();
+    assert_eq!(places, [(0, true), (1, false), (2, false)]);
+    // training: every sample is replaced, as upstream's get_suite retries; the replacements
+    // come from each sample's own stream, so any number of workers draws the same
+    let replaced = |workers| {
+        let mut l = loader("roco_val.arrow", workers, |c| {
+            c.shuffle = false;
+            c.batch_size = 3;
+            c.draw_false_image = 0;
+            c.unreadable = Unreadable::Replace;
+        });
+        let b = l.next().unwrap().unwrap();
+        let mut u = l.unreadable();
+        u.sort_by_key(|u| (u.index, u.replacement));
+        (b, u)
+    };
+    let ((b1, u1), (b3, u3)) = (replaced(1), replaced(3));
+    assert_eq!(b1.indices, [0, 0, 0], "the only readable sample stands in for both unreadable ones");
+    assert!(b1.image[0].equal(&b3.image[0]) && b1.text.ids_mlm.equal(&b3.text.ids_mlm));
+    assert_eq!(u1, u3);
+    assert!(u1.len() >= 2 && u1.iter().all(|u| u.replacement.is_some() && [1, 2].contains(&u.index)), "{u1:?}");
+    // strict_images: the decoder's error, naming the file and the row
+    let mut fail = loader("roco_val.arrow", 1, |c| {
+        c.shuffle = false;
+        c.batch_size = 3;
+        c.unreadable = Unreadable::Fail;
+    });
+    let e = fail.next().unwrap().err().expect("an unreadable image fails the batch").to_string();
+    assert!(e.contains("roco_val.arrow") && e.contains("row 1"), "{e}");
 }

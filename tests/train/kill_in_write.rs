@@ -21,7 +21,7 @@ fn writing(dir: &Path) -> bool {
 
 #[test]
 fn kill_during_a_checkpoint_write_leaves_last_loadable_and_resume_exact() {
-    let data = pretrain_data();
+    let data = pretrain_data("kill-in-write");
     let dir = scratch("kill-in-write");
     // a checkpoint after every step, so the process spends much of its time writing them
     let extra = json!({"max_steps": 14, "checkpoint_every_n_steps": 1, "per_gpu_batchsize": 3, "batch_size": 3});
