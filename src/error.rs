@@ -51,6 +51,11 @@ pub enum Error {
     #[error("distributed run, rank {rank}: {reason}")]
     Dist { rank: usize, reason: String },
 
+    /// The store's port is taken (another program bound it after the port was chosen): a
+    /// launcher that chose the port starts over with another (`dist::launch::PORT_IN_USE_EXIT`).
+    #[error("distributed run: the store cannot listen on {addr}: the port is in use ({reason})")]
+    PortInUse { addr: String, reason: String },
+
     #[error("training stopped at step {step}: {reason}")]
     Training { step: u64, reason: String },
 }

@@ -85,7 +85,8 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            // a launcher that chose the port starts the ranks over on another
+            ExitCode::from(if matches!(e, m3ae::Error::PortInUse { .. }) { m3ae::dist::launch::PORT_IN_USE_EXIT } else { 2 })
         }
     }
 }

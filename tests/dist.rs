@@ -19,6 +19,20 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// The exit status of a worker whose store found its port taken.
+const PORT_IN_USE: i32 = m3ae::dist::launch::PORT_IN_USE_EXIT as i32;
+
+/// Runs `body` on a fresh port, and again on another while it returns `None`: another
+/// program bound the port between `free_port`'s probe and rank 0's store (EADDRINUSE).
+fn on_free_port<T>(mut body: impl FnMut(u16) -> Option<T>) -> T {
+    for _ in 0..5 {
+        if let Some(t) = body(free_port()) {
+            return t;
+        }
+    }
+    panic!("5 free ports in a row were taken before rank 0 could listen on them");
+}
+
 /// One spawned rank: its process and the files holding its stdout and stderr.
 struct Rank {
     child: Child,
@@ -71,14 +85,19 @@ impl Rank {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    /// Waits until it printed `line` (killing everything past `limit`).
-    fn wait_for_line(&mut self, line: &str, limit: Duration) {
+    /// Waits until it printed `line` (killing everything past `limit`); `false` when it
+    /// exited because its store's port was taken.
+    fn wait_for_line(&mut self, line: &str, limit: Duration) -> bool {
         let start = Instant::now();
         while !self.stdout().contains(line) {
             assert!(start.elapsed() < limit, "no {line:?} within {limit:?}; stderr:\n{}", self.stderr());
-            assert!(self.child.try_wait().expect("polling").is_none(), "the rank exited early; stderr:\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(50));
+            match self.child.try_wait().expect("polling") {
+                Some(s) if s.code() == Some(PORT_IN_USE) => return false,
+                Some(s) => panic!("the rank exited early ({s}); stderr:\n{}", self.stderr()),
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
         }
+        true
     }
 }
 
@@ -91,8 +110,11 @@ impl Drop for Rank {
 
 #[test]
 fn collectives_across_two_processes() {
-    let port = free_port();
-    let mut ranks: Vec<Rank> = (0..2).map(|r| Rank::spawn("coll", "collectives", r, 2, port, 30)).collect();
+    let mut ranks = on_free_port(|port| {
+        let mut ranks: Vec<Rank> = (0..2).map(|r| Rank::spawn("coll", "collectives", r, 2, port, 30)).collect();
+        let port_taken = ranks[0].wait(Duration::from_secs(40)).is_some_and(|s| s.code() == Some(PORT_IN_USE));
+        (!port_taken).then_some(ranks)
+    });
     for (r, rank) in ranks.iter_mut().enumerate() {
         let status = rank.wait(Duration::from_secs(40));
         assert!(status.is_some_and(|s| s.success()), "rank {r}: {status:?}\nstdout:\n{}\nstderr:\n{}", rank.stdout(), rank.stderr());
@@ -103,11 +125,10 @@ fn collectives_across_two_processes() {
 /// Kills rank `victim` of 2 while both loop on allreduce; the survivor must exit with an error
 /// naming the victim within 5 s, though the timeout is 60 s.
 fn survivor_names_the_dead_rank(victim: usize) {
-    let port = free_port();
-    let mut ranks: Vec<Rank> = (0..2).map(|r| Rank::spawn(&format!("kill{victim}"), "loop", r, 2, port, 60)).collect();
-    for rank in ranks.iter_mut() {
-        rank.wait_for_line("looping", Duration::from_secs(30));
-    }
+    let mut ranks = on_free_port(|port| {
+        let mut ranks: Vec<Rank> = (0..2).map(|r| Rank::spawn(&format!("kill{victim}"), "loop", r, 2, port, 60)).collect();
+        ranks.iter_mut().all(|rank| rank.wait_for_line("looping", Duration::from_secs(30))).then_some(ranks)
+    });
     ranks[victim].child.kill().expect("killing a rank");
     let killed = Instant::now();
     let survivor = &mut ranks[1 - victim];
@@ -153,7 +174,7 @@ fn dist_error(result: m3ae::Result<ProcessGroup>) -> (usize, String) {
 #[test]
 fn a_rank_that_never_joins_times_out() {
     let start = Instant::now();
-    let (rank, reason) = dist_error(ProcessGroup::new(&lone(0, free_port()), Backend::Gloo));
+    let (rank, reason) = dist_error(on_free_port(|port| Some(ProcessGroup::new(&lone(0, port), Backend::Gloo)).filter(|r| !matches!(r, Err(Error::PortInUse { .. })))));
     assert_eq!(rank, 0);
     assert!(reason.contains("rendezvous") && reason.contains("2 ranks"), "{reason}");
     assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
@@ -166,6 +187,38 @@ fn an_absent_store_times_out() {
     assert_eq!(rank, 1);
     assert!(reason.contains("hosted by rank 0"), "{reason}");
     assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
+}
+
+/// A store whose port another program holds: rank 0 says so with `Error::PortInUse`, and
+/// `m3ae --nproc` (whose first port a test hook pins to the taken one) starts over on another.
+#[test]
+fn a_taken_port_is_reported_and_the_launcher_moves_on() {
+    let held = TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let port = held.local_addr().unwrap().port();
+    match ProcessGroup::new(&lone(0, port), Backend::Gloo) {
+        Err(Error::PortInUse { addr, .. }) => assert_eq!(addr, format!("127.0.0.1:{port}")),
+        Err(e) => panic!("not PortInUse: {e}"),
+        Ok(_) => panic!("a store listened on a held port"),
+    }
+    // a pre-training run too small to matter, with the launcher's first port held
+    let data = std::env::temp_dir().join(format!("m3ae-dist-port-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let set = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("parity/train-vqa");
+    let out = Command::new(env!("CARGO_BIN_EXE_m3ae"))
+        .args(["finetune", "vqa_vqa_rad", "--nproc", "2", "--run-dir"])
+        .arg(data.join("run"))
+        .arg("--config")
+        .arg(set.join("config.json"))
+        .args(["--set", &format!("data_root={:?}", set.join("data")), "--set", &format!("tokenizer={:?}", set.join("tokenizer")), "--set", &format!("load_path={:?}", set.join("model"))])
+        .args(["--set", "test_only=true", "--set", "max_steps=1", "--set", "per_gpu_batchsize=5", "--set", "batch_size=10"])
+        .env(m3ae::dist::launch::FIRST_PORT, port.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", out.status);
+    assert!(stderr.contains(&format!("port {port} was taken")), "the launcher did not start over:\n{stderr}");
+    drop(held);
 }
 
 /// The shim references libtorch's c10d only: our gloo declarations merely let it parse.
@@ -187,7 +240,14 @@ fn worker() {
     let Ok(role) = std::env::var(ROLE) else { return };
     let timeout = std::env::var(TIMEOUT).ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let rdzv = Rendezvous::from_env().expect("torchrun's variables").expect("a multi-process run");
-    let pg = ProcessGroup::new(&rdzv.with_timeout(Duration::from_secs(timeout)), Backend::Gloo).expect("joining the group");
+    let pg = match ProcessGroup::new(&rdzv.with_timeout(Duration::from_secs(timeout)), Backend::Gloo) {
+        Ok(pg) => pg,
+        Err(e @ Error::PortInUse { .. }) => {
+            eprintln!("{e}");
+            std::process::exit(PORT_IN_USE);
+        }
+        Err(e) => panic!("joining the group: {e}"),
+    };
     let result = match role.as_str() {
         "collectives" => collectives(&pg),
         "loop" => forever(&pg),

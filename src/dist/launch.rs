@@ -34,12 +34,48 @@ pub fn free_port() -> Result<u16> {
 /// Runs `nproc` ranks of this program with `args` (without `--nproc`) on this machine and
 /// waits for them. `Ok(true)` when every rank succeeded, `Ok(false)` when a Ctrl-C ended them
 /// (rank 0 saved `last`), an error naming the first rank that failed otherwise.
+///
+/// The store's port is free when chosen, but another program may bind it before rank 0 does:
+/// rank 0 then exits with [`PORT_IN_USE_EXIT`] before anything is written, and the ranks
+/// start over on another port (at most [`PORT_TRIES`] ports).
 pub fn launch_local(nproc: usize, args: &[OsString]) -> Result<bool> {
     if nproc == 0 {
         return Err(Error::Config("--nproc must be at least 1".into()));
     }
+    // the project's tests pin the first port to one they hold (FIRST_PORT)
+    let mut first = std::env::var(FIRST_PORT).ok().and_then(|p| p.parse().ok());
+    for attempt in 1..=PORT_TRIES {
+        let port = match first.take() {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        match launch_on(nproc, args, port)? {
+            Launch::Done(ok) => return Ok(ok),
+            Launch::PortTaken(port) => log::warn!("--nproc: port {port} was taken before rank 0 could listen on it (attempt {attempt} of {PORT_TRIES}); starting over on another"),
+        }
+    }
+    Err(Error::Dist { rank: 0, reason: format!("{PORT_TRIES} free ports in a row were taken before rank 0 could listen on them") })
+}
+
+/// The exit status of a rank whose store could not listen on its port ([`Error::PortInUse`]).
+pub const PORT_IN_USE_EXIT: u8 = 98;
+
+/// Ports tried by [`launch_local`] before it gives up.
+pub const PORT_TRIES: usize = 5;
+
+/// A test hook: the port [`launch_local`] tries first (tests hold it to see it start over).
+pub const FIRST_PORT: &str = "M3AE_TEST_FIRST_PORT";
+
+/// How one launch ended.
+enum Launch {
+    /// Every rank exited: `Ok(true)`, or `false` after a Ctrl-C.
+    Done(bool),
+    /// Rank 0 could not listen on this port; every rank was stopped.
+    PortTaken(u16),
+}
+
+fn launch_on(nproc: usize, args: &[OsString], port: u16) -> Result<Launch> {
     let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
-    let port = free_port()?;
     // SAFETY: the handlers only store to atomics, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
@@ -84,11 +120,11 @@ pub fn launch_local(nproc: usize, args: &[OsString]) -> Result<bool> {
             }
         }
     }
-    watch(&mut children)
+    watch(&mut children, port)
 }
 
 /// Polls the ranks until all exited; the first failure (outside a Ctrl-C) kills the rest.
-fn watch(children: &mut [Option<Child>]) -> Result<bool> {
+fn watch(children: &mut [Option<Child>], port: u16) -> Result<Launch> {
     let mut statuses: Vec<Option<ExitStatus>> = vec![None; children.len()];
     loop {
         let stop = STOP.load(Ordering::SeqCst);
@@ -110,14 +146,17 @@ fn watch(children: &mut [Option<Child>]) -> Result<bool> {
             statuses[rank] = Some(status);
             if !status.success() && !INTERRUPTED.load(Ordering::SeqCst) {
                 kill_all(children);
+                if rank == 0 && status.code() == Some(i32::from(PORT_IN_USE_EXIT)) {
+                    return Ok(Launch::PortTaken(port));
+                }
                 return Err(Error::Dist { rank, reason: format!("exited with {status}; the other ranks were stopped") });
             }
         }
         if children.iter().all(Option::is_none) {
             let failed = statuses.iter().position(|s| !s.is_some_and(|s| s.success()));
             return match (failed, INTERRUPTED.load(Ordering::SeqCst)) {
-                (None, _) => Ok(true),
-                (Some(_), true) => Ok(false),
+                (None, _) => Ok(Launch::Done(true)),
+                (Some(_), true) => Ok(Launch::Done(false)),
                 (Some(rank), false) => Err(Error::Dist { rank, reason: format!("exited with {}", statuses[rank].map(|s| s.to_string()).unwrap_or_default()) }),
             };
         }

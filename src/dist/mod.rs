@@ -79,8 +79,13 @@ impl ProcessGroup {
             rdzv.store_owner(),
             rdzv.timeout.as_secs()
         );
-        let store = ffi::Store::connect(&rdzv.master_addr, rdzv.master_port, rdzv.hosts_store(), rdzv.world_size, rdzv.timeout, &rdzv.key_prefix())
-            .map_err(|e| err(format!("rendezvous at {} failed (not every one of the {} ranks joined within {} s?): {e}", rdzv.store_owner(), rdzv.world_size, rdzv.timeout.as_secs())))?;
+        let store = ffi::Store::connect(&rdzv.master_addr, rdzv.master_port, rdzv.hosts_store(), rdzv.world_size, rdzv.timeout, &rdzv.key_prefix()).map_err(|e| {
+            // c10d's socket error names the errno: "code: -98, name: EADDRINUSE"
+            if rdzv.hosts_store() && e.contains("EADDRINUSE") {
+                return Error::PortInUse { addr: format!("{}:{}", rdzv.master_addr, rdzv.master_port), reason: e };
+            }
+            err(format!("rendezvous at {} failed (not every one of the {} ranks joined within {} s?): {e}", rdzv.store_owner(), rdzv.world_size, rdzv.timeout.as_secs()))
+        })?;
         let group = ffi::Group::new(&store, backend == Backend::Nccl, rdzv.rank, rdzv.world_size, rdzv.timeout)
             .map_err(|e| err(format!("creating the {backend:?} process group failed: {e}")))?;
         Ok(ProcessGroup { group: Some(group), store, rdzv: rdzv.clone(), backend, seq: Cell::new(0), failed: Cell::new(false) })
