@@ -261,7 +261,7 @@ fn backward_step_equals_a_step_on_autograd_gradients() {
     vs_b.copy(&vs_a).unwrap();
     // A: .backward() into .grad, then the golden-gradient path
     loss_of(&m_a).backward();
-    let grads = vs_a.variables().into_iter().filter(|(_, v)| v.grad().defined()).map(|(k, v)| (k, v.grad().copy())).collect();
+    let grads: std::collections::BTreeMap<String, Tensor> = vs_a.variables().into_iter().filter(|(_, v)| v.grad().defined()).map(|(k, v)| (k, v.grad().copy())).collect();
     let mut opt_a = AdamW::new(&vs_a, &c);
     opt_a.step_with(&grads, 1.0).unwrap();
     // B: autograd returns the gradients, the optimizer drops them after the update
@@ -270,10 +270,22 @@ fn backward_step_equals_a_step_on_autograd_gradients() {
     let (va, vb) = (vs_a.variables(), vs_b.variables());
     let mut moved = 0;
     for (k, a) in &va {
-        // The two engine calls may sum gradients in another order; Adam's g/√v turns that
-        // rounding into at most ~1% of one lr-sized step (lr 1e-5 here).
-        let diff = f64::try_from((a - &vb[k]).abs().max()).unwrap();
-        assert!(diff <= 1e-7, "{k} differs between the two paths by {diff}");
+        // The two engine calls may sum gradients in another order (δ ≲ 1e-5·max|g| for these
+        // short sums). Adam's first step moves an element by lr·g/(|g| + eps): where |g| is
+        // above δ the order changes it by far less than 1% of lr; where |g| is within δ of 0 a
+        // rounding can flip the step's sign, a difference of up to 2·lr, which no summation
+        // order shares. So: 1e-7 (1% of lr) where |g| > 1e-4·max|g|, 2·lr elsewhere.
+        let d = (a - &vb[k]).abs();
+        let (big, rest) = match grads.get(k) {
+            Some(g) => {
+                let clear = g.abs().gt_tensor(&(g.abs().max() * 1e-4));
+                (d.masked_select(&clear), d.masked_select(&clear.logical_not()))
+            }
+            None => (d.view([-1]), Tensor::zeros([0], (Kind::Float, Device::Cpu))),
+        };
+        let max = |t: &Tensor| if t.numel() == 0 { 0.0 } else { f64::try_from(t.max()).unwrap() };
+        assert!(max(&big) <= 1e-7, "{k} differs between the two paths by {} where the gradient is clear of 0", max(&big));
+        assert!(max(&rest) <= 2.0 * c.learning_rate, "{k} differs by {} near a zero gradient, beyond 2·lr", max(&rest));
         moved += usize::from(!vb[k].grad().defined());
     }
     assert_eq!(moved, va.len(), "backward_step leaves no .grad behind");
