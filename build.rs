@@ -5,7 +5,16 @@
 //! are found, NCCL) against libtorch's headers, embeds an rpath to libtorch's lib folder
 //! (so binaries and tests run without LD_LIBRARY_PATH), and force-links libtorch_cuda where it
 //! exists so that `tch::Cuda::is_available()` sees the GPU.
+//!
+//! Our own C++ is compiled with `-Wall -Wextra` (libtorch's and CUDA's headers as system
+//! headers, whose warnings are not ours to fix); the build prints no warning of ours. The
+//! hand-declared `at::native::mkldnn_matmul` is checked against the libtorch at hand first
+//! (build/onednn_check.rs): on a mismatch the oneDNN route is compiled out, with a warning
+//! saying why, and linear layers take the BLAS route.
 use std::path::PathBuf;
+
+#[path = "build/onednn_check.rs"]
+mod onednn_check;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
@@ -16,6 +25,9 @@ fn main() {
     println!("cargo:rerun-if-changed=src/train/adamw_fused.cpp");
     println!("cargo:rerun-if-changed=src/model/dropout.cpp");
     println!("cargo:rerun-if-changed=src/dist/gloo_decls");
+    println!("cargo:rerun-if-changed=src/shim.h");
+    println!("cargo:rerun-if-changed=src/shim.cpp");
+    println!("cargo:rerun-if-changed=build/onednn_check.rs");
     println!("cargo:rerun-if-env-changed=M3AE_CUDA_INCLUDE");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         panic!("LIBTORCH is unset: run scripts/setup.sh (the Makefile does), which installs PyPI's torch==2.11.0 and links it as ./.libtorch");
@@ -30,16 +42,29 @@ fn main() {
         build
             .cpp(true)
             .file(file)
-            .include(root.join("include"))
-            .include(root.join("include/torch/csrc/api/include"))
+            .include("src")
+            .flag("-isystem")
+            .flag(root.join("include").display().to_string())
+            .flag("-isystem")
+            .flag(root.join("include/torch/csrc/api/include").display().to_string())
             .flag("-std=c++17")
             .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
             .flag("-DGLOG_USE_GLOG_EXPORT")
-            .warnings(false);
+            .warnings(true)
+            .extra_warnings(true);
         build
     };
+    shim("src/shim.cpp").compile("m3ae_shim");
     shim("src/train/autocast.cpp").compile("m3ae_autocast");
-    shim("src/model/onednn_linear.cpp").compile("m3ae_onednn_linear");
+    for header in onednn_check::VERSION_HEADERS {
+        println!("cargo:rerun-if-changed={}", root.join(header).display());
+    }
+    let mut onednn = shim("src/model/onednn_linear.cpp");
+    if let Err(why) = onednn_check::check(&root) {
+        println!("cargo:warning=the oneDNN linear route is off, every linear layer takes at::linear (BLAS): {why}");
+        onednn.define("M3AE_NO_ONEDNN_MATMUL", "1");
+    }
+    onednn.compile("m3ae_onednn_linear");
     shim("src/model/dropout.cpp").flag("-O3").compile("m3ae_dropout");
     // sqrt without errno lets the AdamW loop vectorise; no other flag changes its rounding
     shim("src/train/adamw_fused.cpp").flag("-fno-math-errno").flag("-O3").compile("m3ae_adamw_fused");
@@ -51,7 +76,7 @@ fn main() {
     if let Some(dirs) = &cuda {
         c10d.define("USE_C10D_NCCL", "1").define("USE_CUDA", "1");
         for dir in dirs {
-            c10d.include(dir);
+            c10d.flag("-isystem").flag(dir.display().to_string());
         }
         println!("cargo:rustc-link-lib=dylib=c10_cuda");
     } else {

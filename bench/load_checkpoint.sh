@@ -27,7 +27,7 @@ if [ ! -f "$M3AE_BENCH_DIR/model.ckpt" ]; then
   rm -rf "$M3AE_BENCH_DIR/fresh"
 fi
 start=$(date +%s.%N)
-"$m3ae" convert "$M3AE_BENCH_DIR/model.ckpt" "$M3AE_BENCH_DIR/converted"
+"$m3ae" convert --force "$M3AE_BENCH_DIR/model.ckpt" "$M3AE_BENCH_DIR/converted"
 echo "BENCH rust m3ae convert (.ckpt -> safetensors, incl. model build for the checks): $(echo "$(date +%s.%N) - $start" | bc) s"
 ls -l "$M3AE_BENCH_DIR/model.ckpt" "$M3AE_BENCH_DIR/converted/model.safetensors"
 

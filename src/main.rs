@@ -45,6 +45,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // first, while this is the only thread (setenv is not thread-safe)
+    m3ae::runtime::set_process_env();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if !m3ae::runtime::keep_freed_tensor_memory() {
         log::debug!("allocator settings not applied (glibc settings given, or not glibc)");

@@ -68,3 +68,18 @@ pub fn serial_tensor_ops_on_this_thread() -> bool {
     }
     tch::get_num_threads() == 1
 }
+
+/// The variable ProcessGroupNCCL reads, in its constructor, to make a timed-out or failed
+/// collective throw (the error reaches the caller) instead of leaving it to the watchdog,
+/// which aborts the process. The constructor has no option for it.
+pub const NCCL_BLOCKING_WAIT: &str = "TORCH_NCCL_BLOCKING_WAIT";
+
+/// Sets the environment libtorch reads for this process: `TORCH_NCCL_BLOCKING_WAIT=1`, unless
+/// it is set already (a user's own setting wins). Call it first thing in `main`, before any
+/// thread starts: `setenv` is not thread-safe (a concurrent `getenv`, in libtorch or glibc,
+/// may read freed memory), so the C++ shims never set a variable themselves. `m3ae` does.
+pub fn set_process_env() {
+    if std::env::var_os(NCCL_BLOCKING_WAIT).is_none() {
+        std::env::set_var(NCCL_BLOCKING_WAIT, "1");
+    }
+}

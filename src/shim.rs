@@ -1,6 +1,7 @@
 //! The calling convention of the C++ shims (`src/**/*.cpp`, built by build.rs): tensors
 //! cross as tch's `C_tensor` (an `at::Tensor*`); a call returns 0, or non-zero after writing
-//! a NUL-terminated message into the caller's buffer. No C++ exception crosses.
+//! a NUL-terminated message into the caller's buffer. No C++ exception crosses: each entry
+//! runs its body through `m3ae::guarded` (src/shim.h), which catches every exception.
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use tch::Tensor;
@@ -23,4 +24,15 @@ pub fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(
 /// A tensor as the shims take it: tch's `C_tensor` is an `at::Tensor*`.
 pub fn tensor_ptr(t: &Tensor) -> *const c_void {
     t.as_ptr() as *const c_void
+}
+
+extern "C" {
+    fn m3ae_shim_guard_check(kind: c_int, err: *mut c_char, len: usize) -> c_int;
+}
+
+/// src/shim.cpp: the guard of src/shim.h on a body that returns (`kind` 0), fails a
+/// TORCH_CHECK (1), throws a `std::runtime_error` (2) or throws an `int` (3). For tests.
+pub fn guard_check(kind: i32) -> Result<(), String> {
+    // SAFETY: the shim writes at most `len` bytes into the buffer and catches every exception.
+    call("guard check", |e, l| unsafe { m3ae_shim_guard_check(kind, e, l) })
 }

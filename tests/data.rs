@@ -313,6 +313,25 @@ fn data_check_reports_files_and_exit_codes() {
     assert_eq!(run(&["data", "check", dir.join("bad").to_str().unwrap()]).status.code(), Some(1));
 }
 
+/// A folder without any upstream Arrow file (a typo in the path, the wrong folder) is an error
+/// naming the folder, and `m3ae data check` exits 2, not 0; so is a --datasets filter that
+/// matches none of the files present.
+#[test]
+fn data_check_refuses_a_folder_without_arrow_files() {
+    let empty = std::env::temp_dir().join(format!("m3ae-no-arrow-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("notes.txt"), "no tables here").unwrap();
+    let e = check::check(&empty, &[]).unwrap_err().to_string();
+    assert!(e.contains(&format!("{}: no upstream Arrow files", empty.display())), "{e}");
+    let out = Command::new(env!("CARGO_BIN_EXE_m3ae")).args(["data", "check"]).arg(&empty).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no upstream Arrow files"), "{err}");
+    let e = check::check(&fixtures().join("arrow"), &["vqa_slack".into()]).unwrap_err().to_string();
+    assert!(e.contains("no upstream Arrow files of vqa_slack"), "{e}");
+    std::fs::remove_dir_all(&empty).unwrap();
+}
+
 
 /// Inputs the image fuzz target found (fuzz/README.md): DICOM files of a few kilobytes whose
 /// element headers declare more bytes than the file holds. dicom-rs allocates each value at

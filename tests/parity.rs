@@ -239,3 +239,48 @@ fn convert_refuses_a_misspelt_key() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown key `mim_layr`; did you mean `mim_layer`?"), "{err}");
 }
+
+/// `convert` and `export` refuse to replace an existing output unless `--force` is given; the
+/// file is left as it was.
+#[test]
+fn convert_and_export_refuse_to_overwrite_without_force() {
+    let tmp = std::env::temp_dir().join(format!("m3ae-overwrite-{}", std::process::id()));
+    let model = tmp.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("config.json"), "mine\n").unwrap();
+    let m3ae = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_m3ae")).args(args).output().unwrap();
+    let (ckpt, config) = (parity_dir().join("tiny-b/model.ckpt"), parity_dir().join("tiny-b/config.json"));
+    let out = m3ae(&["convert".as_ref(), ckpt.as_ref(), model.as_ref(), "--config".as_ref(), config.as_ref()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("config.json already exists: give --force"), "{err}");
+    assert_eq!(std::fs::read_to_string(model.join("config.json")).unwrap(), "mine\n");
+    let out = m3ae(&["convert".as_ref(), ckpt.as_ref(), model.as_ref(), "--config".as_ref(), config.as_ref(), "--force".as_ref()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(std::fs::read_to_string(model.join("config.json")).unwrap(), "mine\n");
+
+    let exported = tmp.join("out.ckpt");
+    std::fs::write(&exported, "mine").unwrap();
+    let out = m3ae(&["export".as_ref(), model.as_ref(), exported.as_ref()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("out.ckpt already exists: give --force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), "mine");
+    let out = m3ae(&["export".as_ref(), model.as_ref(), exported.as_ref(), "--force".as_ref()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata(&exported).unwrap().len() > 1000);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// `m3ae parity` on a model folder says that manifest.json is missing and that the folder
+/// looks like a model folder.
+#[test]
+fn parity_on_a_model_folder_names_the_missing_manifest() {
+    let tmp = std::env::temp_dir().join(format!("m3ae-parity-model-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("config.json"), "{}").unwrap();
+    let e = check_set_with(&tmp, WeightsSource::StateDict, Device::Cpu, 1.0).err().expect("a model folder passed").to_string();
+    assert!(e.contains(&format!("{}: manifest.json is missing", tmp.display())), "{e}");
+    assert!(e.contains("looks like a model folder"), "{e}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

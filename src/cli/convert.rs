@@ -30,10 +30,21 @@ pub struct Args {
     /// Hugging Face RoBERTa folder (config.json + pytorch_model.bin or model.safetensors) for its language encoder.
     #[arg(long)]
     roberta: Option<PathBuf>,
+    /// Replace the files of an existing model folder at OUT_DIR (without it, one is refused).
+    #[arg(long)]
+    force: bool,
 }
+
+/// The files `convert` writes into OUT_DIR.
+const OUTPUTS: [&str; 3] = ["model.safetensors", "config.json", "load_report.json"];
 
 pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
     let overrides = args.set.iter().map(|s| parse_override(s)).collect::<m3ae::Result<Vec<_>>>()?;
+    if let Some(out_dir) = args.paths.last().filter(|_| !args.force) {
+        if let Some(f) = OUTPUTS.iter().map(|f| out_dir.join(f)).find(|p| p.exists()) {
+            return Err(Error::Config(format!("{} already exists: give --force to overwrite the model folder {}", f.display(), out_dir.display())));
+        }
+    }
     let (weights, out_dir) = match args.paths.as_slice() {
         [input, out_dir] => {
             if args.clip.is_some() || args.roberta.is_some() {

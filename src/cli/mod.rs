@@ -35,7 +35,8 @@ pub struct RunArgs {
     /// Switch an objective off: the readable form of `--set loss_names.X=0` (no head, no loss).
     #[arg(long, value_parser = ["mim", "mlm", "itm"])]
     pub ablate: Vec<String>,
-    /// Continue the run from checkpoints/last (its saved config; --config and --set are refused).
+    /// Continue the run from checkpoints/last with its saved config (--config, --ablate and
+    /// --set are refused, except `--set max_steps=N` to extend the run).
     #[arg(long)]
     pub resume: bool,
     /// Train with N processes on this machine (torchrun's job, built in): Gloo on the CPU,
@@ -49,8 +50,10 @@ pub struct RunArgs {
 pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
     let mut overrides = args.set.iter().map(|s| parse_override(s)).collect::<m3ae::Result<Vec<_>>>()?;
     overrides.extend(args.ablate.iter().map(|o| (format!("loss_names.{o}"), serde_json::json!(0))));
-    if args.resume && (!overrides.is_empty() || args.config.is_some()) {
-        return Err(m3ae::Error::Config("--resume continues the run with its saved config: drop --config, --set and --ablate".into()));
+    // a resumed run keeps its saved config; only its step budget can grow (start.rs checks the value)
+    let resumable = overrides.iter().all(|(k, _)| k == m3ae::train::start::RESUME_KEY) && args.ablate.is_empty();
+    if args.resume && (!resumable || args.config.is_some()) {
+        return Err(m3ae::Error::Config(format!("--resume continues the run with its saved config: drop --config, --ablate and every --set but {}=N", m3ae::train::start::RESUME_KEY)));
     }
     if let Some(n) = args.nproc.filter(|&n| n > 1) {
         if std::env::var_os("RANK").is_some() {
@@ -64,17 +67,7 @@ pub fn fit(task: Task, args: &RunArgs, device: Device) -> m3ae::Result<bool> {
     if std::env::var("RANK").is_ok_and(|r| r.trim() != "0") {
         return Ok(summary.outcome != Outcome::Interrupted);
     }
-    let s = &summary.state;
-    let how = match summary.outcome {
-        Outcome::Finished => "finished",
-        Outcome::EarlyStopped => "stopped early",
-        Outcome::Interrupted => "interrupted (checkpoints/last saved; --resume continues)",
-    };
-    let best = match (s.best_metric, s.best_step) {
-        (Some(m), Some(at)) => format!("best val/the_metric {m:.6} at step {at}"),
-        _ => "no finite val/the_metric yet".to_string(),
-    };
-    println!("{how} at step {} of {} (epoch {}); {best}", s.step, s.max_steps, s.epoch);
+    println!("{}", m3ae::train::log::end_line(&summary));
     if let Some(v) = &summary.last_validation {
         for (k, x) in v {
             println!("  {k:<40} {x:.6}");

@@ -104,10 +104,15 @@ pub fn check_file(path: &Path) -> Result<FileReport> {
     })
 }
 
-/// Checks every file [`find_files`] returns.
+/// Checks every file [`find_files`] returns; a root without any is an error naming it.
 pub fn check(root: &Path, datasets: &[String]) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    for path in find_files(root, datasets)? {
+    let files = find_files(root, datasets)?;
+    if files.is_empty() {
+        let which = if datasets.is_empty() { String::new() } else { format!(" of {}", datasets.join(", ")) };
+        return Err(Error::Config(format!("{}: no upstream Arrow files{which} (<dataset>_<split>.arrow, such as roco_train.arrow)", root.display())));
+    }
+    for path in files {
         match check_file(&path) {
             Ok(file) => report.files.push(file),
             Err(e @ (Error::Dataset { .. } | Error::Io { .. })) => report.schema_errors.push((path, e.to_string())),
@@ -137,9 +142,6 @@ impl CheckReport {
         }
         for (_, error) in &self.schema_errors {
             let _ = writeln!(out, "schema error: {error}");
-        }
-        if self.files.is_empty() && self.schema_errors.is_empty() {
-            let _ = writeln!(out, "no upstream Arrow files found");
         }
         out
     }

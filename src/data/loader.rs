@@ -57,7 +57,8 @@ pub struct LoaderConfig {
     pub shuffle: bool,
     /// Base seed of every random draw.
     pub seed: u64,
-    /// Worker threads.
+    /// Worker threads; 0 builds each batch in the thread that asks for it (PyTorch's
+    /// DataLoader with `num_workers=0`: loading in the main process).
     pub workers: usize,
     /// Batches in flight at most.
     pub prefetch: usize,
@@ -209,6 +210,8 @@ pub struct Loader {
     unreadable: Arc<Mutex<Vec<UnreadableImage>>>,
     handles: Vec<JoinHandle<()>>,
     shard: Shard,
+    /// `workers` 0: the batches are built here, on demand.
+    inline: Option<Arc<Worker>>,
 }
 
 /// Which batches of the epoch this process builds (all of them outside multi-process runs).
@@ -261,8 +264,8 @@ impl Loader {
         config: LoaderConfig,
         epoch: u64,
     ) -> Result<Loader> {
-        if config.batch_size == 0 || config.workers == 0 || config.prefetch == 0 || transforms.is_empty() {
-            return Err(Error::Config("loader: batch_size, workers, prefetch and transforms must be non-zero".into()));
+        if config.batch_size == 0 || (config.workers > 0 && config.prefetch == 0) || transforms.is_empty() {
+            return Err(Error::Config("loader: batch_size, prefetch (with workers) and transforms must be non-zero".into()));
         }
         let dataset: Arc<DatasetList> = dataset.into();
         let mut order: Vec<usize> = (0..dataset.len()).collect();
@@ -310,6 +313,7 @@ impl Loader {
             unreadable,
             handles,
             shard: Shard::ALL,
+            inline: (config.workers == 0).then_some(worker),
         })
     }
 
@@ -380,6 +384,11 @@ impl Loader {
 impl Loader {
     /// Builds (or waits for) the batch at `next_out`, which this process owns, and moves on.
     fn next_built(&mut self) -> Option<Result<Option<Batch>>> {
+        if let Some(worker) = &self.inline {
+            let indices = std::mem::take(&mut self.batches[self.next_out]);
+            self.next_out += 1;
+            return Some(worker.batch(&indices));
+        }
         let jobs = self.jobs.as_ref()?;
         // the prefetch window spans `prefetch` of this process's batches
         let window = self.prefetch * self.shard.world.max(1);

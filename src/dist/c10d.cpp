@@ -1,7 +1,7 @@
 // The C side of src/dist/ffi.rs: libtorch's own c10d (TCPStore rendezvous, ProcessGroupGloo,
 // ProcessGroupNCCL when built with -DUSE_C10D_NCCL) behind a small C ABI. Every call returns 0
-// or 1; on 1 the exception's message (without C++ backtrace) is in `err`. No exception ever
-// unwinds into Rust. Tensors arrive as `at::Tensor*` (tch's C_tensor) and are shared, not copied:
+// or 1; on 1 the exception's message (without C++ backtrace) is in `err` (src/shim.h). No
+// exception ever unwinds into Rust. Tensors arrive as `at::Tensor*` (tch's C_tensor) and are shared, not copied:
 // collectives work in place, as c10d's do.
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
@@ -13,10 +13,10 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
+
+#include "shim.h"
 
 namespace {
 
@@ -29,28 +29,7 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-int fail(char* err, size_t len, const char* msg) {
-  if (err != nullptr && len > 0) {
-    std::strncpy(err, msg, len - 1);
-    err[len - 1] = '\0';
-  }
-  return 1;
-}
-
-// Runs `body`, turning any exception into a return code and a message.
-template <typename F>
-int guarded(char* err, size_t len, F body) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    return fail(err, len, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return fail(err, len, e.what());
-  } catch (...) {
-    return fail(err, len, "unknown C++ exception");
-  }
-}
+using m3ae::guarded;
 
 // Waits for `work` up to the group's timeout; c10d throws on a timeout or a peer's failure.
 void wait(const Group* g, const c10::intrusive_ptr<c10d::Work>& work) {
@@ -122,8 +101,11 @@ int m3ae_c10d_group_new(void* store, int backend, int rank, int world, int64_t t
     } else {
 #ifdef USE_C10D_NCCL
       // Without blocking wait, NCCL's timeout only arms a watchdog that aborts the process;
-      // with it, wait() throws and the error reaches Rust. A user's own setting wins.
-      setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+      // with it, wait() throws and the error reaches Rust. ProcessGroupNCCL reads it from
+      // TORCH_NCCL_BLOCKING_WAIT in its constructor and has no option for it; setting the
+      // variable here would race the threads already running (setenv is not thread-safe), so
+      // the process sets it at its start, before any thread (m3ae::runtime::set_process_env),
+      // and the launcher hands it to each rank (src/dist/ffi.rs warns where it is missing).
       auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl/", base);
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout;

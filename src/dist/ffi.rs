@@ -123,6 +123,9 @@ impl Group {
     pub fn new(store: &Store, nccl: bool, rank: usize, world: usize, timeout: Duration) -> Result<Self, String> {
         let mut out = std::ptr::null_mut();
         let (rank, world) = (c_int::try_from(rank).map_err(|e| e.to_string())?, c_int::try_from(world).map_err(|e| e.to_string())?);
+        if nccl && std::env::var_os(crate::runtime::NCCL_BLOCKING_WAIT).is_none() {
+            log::warn!("{} is unset: a timed-out NCCL collective aborts the process instead of returning an error (call m3ae::runtime::set_process_env first thing in main, as m3ae does)", crate::runtime::NCCL_BLOCKING_WAIT);
+        }
         // SAFETY: a live store handle and out-pointer; the shim catches every exception.
         call(|e, l| unsafe { m3ae_c10d_group_new(store.0, c_int::from(nccl), rank, world, millis(timeout), &mut out, e, l) })?;
         Ok(Group(out))

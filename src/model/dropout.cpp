@@ -10,7 +10,7 @@
 // it from the key instead of keeping it.
 //
 // The loop is compiled twice: for AVX2 (chosen at run time where the CPU has it) and plain.
-// Errors come back as a return code and a message, never as an exception.
+// Errors come back as a return code and a message (src/shim.h).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -18,8 +18,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <mutex>
+
+#include "shim.h"
 
 namespace {
 
@@ -121,14 +122,10 @@ struct FusedDropout : public torch::autograd::Function<FusedDropout> {
 }  // namespace
 
 extern "C" int m3ae_fused_dropout(const at::Tensor* x, double p, at::Tensor** out, char* err, size_t len) {
-  try {
+  return m3ae::guarded(err, len, [&] {
     TORCH_CHECK(x->device().is_cpu() && x->scalar_type() == at::kFloat, "fused dropout takes fp32 CPU tensors, not ",
                 x->toString());
     TORCH_CHECK(p >= 0.0 && p <= 1.0, "dropout probability has to be between 0 and 1, but got ", p);
     *out = new at::Tensor(FusedDropout::apply(*x, p));
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, len, "%s", e.what());
-    return 1;
-  }
+  });
 }

@@ -57,7 +57,8 @@ pub fn with_cpu_gemm<T>(g: CpuGemm, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The process-wide choice; [`CpuGemm::OneDnn`] when libtorch has oneDNN, unless
+/// The process-wide choice; [`CpuGemm::OneDnn`] when libtorch has oneDNN and the route was
+/// built ([`onednn_linear_built`]), unless
 /// `M3AE_CPU_GEMM=blas` or [`set_cpu_gemm`] says otherwise.
 pub fn cpu_gemm() -> CpuGemm {
     if let Some(g) = SCOPED.with(Cell::get) {
@@ -70,7 +71,7 @@ pub fn cpu_gemm() -> CpuGemm {
             // a bad value is reported at start-up (check_env); here it counts as unset
             let pick = match env_choice() {
                 Ok(Some(CpuGemm::Blas)) => CpuGemm::Blas,
-                _ if !tch::utils::has_mkldnn() => CpuGemm::Blas,
+                _ if !tch::utils::has_mkldnn() || !onednn_linear_built() => CpuGemm::Blas,
                 _ => CpuGemm::OneDnn,
             };
             set_cpu_gemm(pick);
@@ -131,6 +132,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
 }
 
 extern "C" {
+    fn m3ae_onednn_linear_built() -> c_int;
     fn m3ae_onednn_linear(
         x: *const c_void,
         w: *const c_void,
@@ -139,6 +141,13 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
+}
+
+/// Whether this build has the oneDNN route: build.rs compiles it only where the libtorch at
+/// hand matches the declaration of `at::native::mkldnn_matmul` (build/onednn_check.rs).
+pub fn onednn_linear_built() -> bool {
+    // SAFETY: returns a constant.
+    unsafe { m3ae_onednn_linear_built() == 1 }
 }
 
 /// src/model/onednn_linear.cpp: x [rows, k] @ w.T + b through oneDNN's matmul, with autograd.

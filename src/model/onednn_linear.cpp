@@ -2,14 +2,18 @@
 // backward GEMMs call at::native::mkldnn_matmul (exported by libtorch_cpu, declared below
 // because the wheel ships no header for it), which runs oneDNN on views of the dense tensors:
 // no layout conversion, and autograd keeps the same tensors F.linear keeps (x and w).
-// Errors come back as a return code and a message, never as an exception.
+// build.rs checks the declaration against the libtorch at hand (build/onednn_check.rs) and,
+// on a mismatch, defines M3AE_NO_ONEDNN_MATMUL: the route is compiled out and its entry
+// reports that it is off. Errors come back as a return code and a message (src/shim.h).
+#include "shim.h"
+
+#ifndef M3AE_NO_ONEDNN_MATMUL
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdio>
-
 namespace at {
 namespace native {
+// ATen/native/mkldnn/Matmul.h of torch 2.11: result = beta * result + alpha * gemm(mat1, mat2)
 void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta, float alpha);
 }  // namespace native
 }  // namespace at
@@ -53,13 +57,26 @@ struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
 
 }  // namespace
 
+extern "C" int m3ae_onednn_linear_built() { return 1; }
+
 extern "C" int m3ae_onednn_linear(const at::Tensor* x, const at::Tensor* w, const at::Tensor* b, at::Tensor** out,
                                   char* err, size_t len) {
-  try {
-    *out = new at::Tensor(OneDnnLinear::apply(*x, *w, b ? *b : at::Tensor()));
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, len, "%s", e.what());
-    return 1;
-  }
+  return m3ae::guarded(err, len, [&] { *out = new at::Tensor(OneDnnLinear::apply(*x, *w, b ? *b : at::Tensor())); });
 }
+
+#else  // M3AE_NO_ONEDNN_MATMUL
+
+namespace at {
+class Tensor;
+}
+
+extern "C" int m3ae_onednn_linear_built() { return 0; }
+
+extern "C" int m3ae_onednn_linear(const at::Tensor*, const at::Tensor*, const at::Tensor*, at::Tensor**, char* err,
+                                  size_t len) {
+  return m3ae::fail(err, len,
+                    "this build has no oneDNN linear route: build.rs found a libtorch whose "
+                    "at::native::mkldnn_matmul it did not check (see its warning)");
+}
+
+#endif

@@ -67,6 +67,12 @@ pub struct GoldenSet {
 impl GoldenSet {
     pub fn load(dir: &Path) -> Result<Self> {
         let mpath = dir.join("manifest.json");
+        if !mpath.exists() && dir.is_dir() {
+            // a model folder (model.safetensors + config.json) is the likely mix-up
+            let model = dir.join("model.safetensors").exists() || dir.join("config.json").exists();
+            let hint = if model { "; this looks like a model folder, and `m3ae parity` takes golden sets (such as parity/tiny-a)" } else { "" };
+            return Err(Error::Parity(format!("{}: manifest.json is missing (a golden set holds manifest.json and goldens.safetensors){hint}", dir.display())));
+        }
         let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json { path: mpath.clone(), source })?;
         let goldens = read_safetensors(&dir.join("goldens.safetensors"))?;

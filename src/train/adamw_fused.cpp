@@ -7,12 +7,13 @@
 //   d = (sqrt(v) + eps) * (-1/step_size) denom, with -1/step_size folded in
 //   p = (p + m / d) * (1 - lr*wd)        p.addcdiv_(exp_avg, denom); p.mul_(1 - lr*wd)
 // The loop is compiled twice: for AVX2+FMA (chosen at run time where the CPU has them) and
-// plain. Errors come back as a return code and a message, never as an exception.
+// plain. Errors come back as a return code and a message (src/shim.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
-#include <cstdio>
+
+#include "shim.h"
 
 namespace {
 
@@ -50,12 +51,10 @@ bool usable(const at::Tensor& t, int64_t n) {
 extern "C" int m3ae_adamw_fused(const at::Tensor* p, const at::Tensor* g, const at::Tensor* m, const at::Tensor* v,
                                 double w1, double w2, double eps, double neg_inv_step, double decay, char* err,
                                 size_t len) {
-  try {
+  return m3ae::guarded(err, len, [&] {
     const int64_t n = p->numel();
-    if (!usable(*p, n) || !usable(*g, n) || !usable(*m, n) || !usable(*v, n)) {
-      std::snprintf(err, len, "fused AdamW takes contiguous fp32 CPU tensors of one size");
-      return 1;
-    }
+    TORCH_CHECK(usable(*p, n) && usable(*g, n) && usable(*m, n) && usable(*v, n),
+                "fused AdamW takes contiguous fp32 CPU tensors of one size");
     float* P = p->data_ptr<float>();
     const float* G = g->data_ptr<float>();
     float* M = m->data_ptr<float>();
@@ -69,9 +68,5 @@ extern "C" int m3ae_adamw_fused(const at::Tensor* p, const at::Tensor* g, const 
         chunk_plain(P + begin, G + begin, M + begin, V + begin, end - begin, c);
       }
     });
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, len, "%s", e.what());
-    return 1;
-  }
+  });
 }

@@ -1,12 +1,15 @@
 //! What a run reports: `metrics.jsonl` (one JSON object per line: `step`, `epoch`, then
-//! upstream's metric names) and the progress bar.
+//! upstream's metric names), the progress bar, the training throughput, and the line a
+//! finished run ends with.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::metrics::Named;
+use super::trainer::{FitSummary, Outcome};
 use crate::error::{Error, Result};
 
 /// The run's `metrics.jsonl`, appended line by line.
@@ -61,4 +64,53 @@ pub fn progress(max_steps: u64, start: u64) -> ProgressBar {
     );
     bar.set_position(start);
     bar
+}
+
+/// Training samples per second since the last log line, with the time spent outside training
+/// (validation, the checkpoints it writes) left out: the samples/s logged after a validation is
+/// the training's own.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    since: Instant,
+    samples: usize,
+    excluded: Duration,
+}
+
+impl Throughput {
+    /// Counting from `now`.
+    pub fn start(now: Instant) -> Self {
+        Throughput { since: now, samples: 0, excluded: Duration::ZERO }
+    }
+
+    /// `n` more training samples.
+    pub fn add(&mut self, n: usize) {
+        self.samples += n;
+    }
+
+    /// Leaves out `span`, time not spent training.
+    pub fn exclude(&mut self, span: Duration) {
+        self.excluded += span;
+    }
+
+    /// Samples per second of training time, at `now`.
+    pub fn rate(&self, now: Instant) -> f64 {
+        let training = now.saturating_duration_since(self.since).saturating_sub(self.excluded);
+        self.samples as f64 / training.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The line a run's end prints: how it ended, at which step, and the best `val/the_metric`
+/// (plain numbers, never `Some(…)`).
+pub fn end_line(summary: &FitSummary) -> String {
+    let s = &summary.state;
+    let how = match summary.outcome {
+        Outcome::Finished => "finished",
+        Outcome::EarlyStopped => "stopped early",
+        Outcome::Interrupted => "interrupted (checkpoints/last saved; --resume continues)",
+    };
+    let best = match (s.best_metric, s.best_step) {
+        (Some(m), Some(at)) => format!("best val/the_metric {m:.6} at step {at}"),
+        _ => "no finite val/the_metric yet".to_string(),
+    };
+    format!("{how} at step {} of {} (epoch {}); {best}", s.step, s.max_steps, s.epoch)
 }

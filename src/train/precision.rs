@@ -3,10 +3,13 @@
 //! 2000 steps without overflow, ×½ and the step skipped on an inf or NaN gradient);
 //! `precision="bf16"` runs under bf16 autocast without scaling (autocast's dtype is set by the
 //! C++ shim `autocast.cpp`: tch 0.24 does not expose it). CPU runs compute in fp32.
+use std::ffi::{c_char, c_int};
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{M3aeConfig, PrecisionMode};
 use crate::error::{Error, Result};
+use crate::shim;
 
 /// `GradScaler`'s defaults.
 pub const INIT_SCALE: f64 = 65536.0;
@@ -33,23 +36,29 @@ impl Compute {
 }
 
 extern "C" {
-    fn m3ae_set_cuda_autocast_dtype(bf16: i32) -> i32;
-    fn m3ae_cuda_autocast_dtype_is_bf16() -> i32;
+    fn m3ae_set_cuda_autocast_dtype(bf16: c_int, err: *mut c_char, len: usize) -> c_int;
+    fn m3ae_cuda_autocast_dtype_is_bf16(is_bf16: *mut c_int, err: *mut c_char, len: usize) -> c_int;
 }
 
 /// Sets CUDA autocast's dtype: bf16, or fp16 (autocast's default).
 pub fn set_cuda_autocast_dtype(bf16: bool) -> Result<()> {
-    // SAFETY: a plain C call into libtorch's autocast state; it catches every C++ exception.
-    match unsafe { m3ae_set_cuda_autocast_dtype(i32::from(bf16)) } {
-        0 => Ok(()),
-        _ => Err(Error::Config("could not set CUDA autocast's dtype".into())),
-    }
+    // SAFETY: a plain C call into libtorch's autocast state; the shim catches every C++ exception.
+    shim::call("autocast", |e, l| unsafe { m3ae_set_cuda_autocast_dtype(c_int::from(bf16), e, l) })
+        .map_err(|e| Error::Config(format!("could not set CUDA autocast's dtype: {e}")))
 }
 
-/// Whether CUDA autocast computes in bf16 (else fp16).
+/// Whether CUDA autocast computes in bf16 (else fp16; also when libtorch could not say, which
+/// is logged).
 pub fn cuda_autocast_is_bf16() -> bool {
-    // SAFETY: as above.
-    unsafe { m3ae_cuda_autocast_dtype_is_bf16() == 1 }
+    let mut is_bf16: c_int = 0;
+    // SAFETY: as above; the shim writes `is_bf16` only.
+    match shim::call("autocast", |e, l| unsafe { m3ae_cuda_autocast_dtype_is_bf16(&mut is_bf16, e, l) }) {
+        Ok(()) => is_bf16 == 1,
+        Err(e) => {
+            log::warn!("CUDA autocast's dtype: {e}");
+            false
+        }
+    }
 }
 
 /// The compute mode of `config` on `device`.

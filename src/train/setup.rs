@@ -264,17 +264,18 @@ impl Pipeline {
             })
             .collect::<Result<Vec<_>>>()?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let workers = c.num_workers.clamp(1, cores);
+        // 0: the batches are built in the training thread, as torch's DataLoader does
+        let workers = c.num_workers.min(cores);
         if training && workers != c.num_workers {
             // the data does not depend on it: every random draw is keyed by sample
-            log::info!("num_workers {}: loading in {workers} background thread(s) ({cores} cores; 0 means 1 here, where torch loads in the main process)", c.num_workers);
+            log::info!("num_workers {}: loading in {workers} background thread(s) ({cores} cores)", c.num_workers);
         }
         let loader = LoaderConfig {
             batch_size: c.per_gpu_batchsize,
             shuffle: training,
             seed: c.seed,
             workers,
-            prefetch: 2 * workers,
+            prefetch: 2 * workers.max(1),
             draw_false_image: c.draw_false_image,
             draw_false_text: c.draw_false_text,
             drop_last: false,

@@ -28,6 +28,31 @@ pub struct Start {
     pub ddp: Ddp,
 }
 
+/// The one key a resumed run may change: `max_steps`, to extend (or shorten) the run.
+pub const RESUME_KEY: &str = "max_steps";
+
+/// A resumed run's config: the one saved with `last`, with `max_steps` replaced where the
+/// overrides give it (and the state's step budget with it); any other key is refused, as is a
+/// budget the run has already spent. The lr schedule from here on is the one of the new
+/// budget, as upstream's (Lightning rebuilds the schedule's lambda from `max_steps` on resume).
+fn resumed_config(saved: &serde_json::Value, st: &mut TrainerState, overrides: &[(String, serde_json::Value)], last: &Path) -> Result<M3aeConfig> {
+    if let Some((k, _)) = overrides.iter().find(|(k, _)| k != RESUME_KEY) {
+        return Err(Error::Config(format!("--resume keeps the run's saved config ({}): `{k}` cannot change; only {RESUME_KEY} can", last.join("config.json").display())));
+    }
+    let config = build_config(Some(saved.clone()), &last.join("config.json").display().to_string(), overrides, None)?;
+    if !overrides.is_empty() {
+        let Some(n) = config.max_steps else {
+            return Err(Error::Config(format!("--resume: {RESUME_KEY} must be a number of steps")));
+        };
+        if n <= st.step {
+            return Err(Error::Config(format!("--resume: {RESUME_KEY} {n} is not beyond the run's step {} (checkpoints/last)", st.step)));
+        }
+        log::info!("--resume: {RESUME_KEY} {} -> {n}", st.max_steps);
+        st.max_steps = n;
+    }
+    Ok(config)
+}
+
 /// Builds (`opts.resume`: reloads from `last`) the config, model and optimizer of a run.
 pub fn start(opts: &RunOptions, run: &RunDir, last: &Path) -> Result<Start> {
     // the process group (when torchrun's environment names one), bounded by dist_timeout_s
@@ -36,8 +61,8 @@ pub fn start(opts: &RunOptions, run: &RunDir, last: &Path) -> Result<Start> {
         if !last.exists() {
             return Err(Error::Config(format!("--resume: {} does not exist (nothing to resume)", last.display())));
         }
-        let ck = state::load(last)?;
-        let config = build_config(Some(ck.config.clone()), &last.join("config.json").display().to_string(), &[], None)?;
+        let mut ck = state::load(last)?;
+        let config = resumed_config(&ck.config, &mut ck.state, &opts.overrides, last)?;
         check_runnable(&config, &opts.task)?;
         let ddp = join(&config)?;
         let src = Source { weights: ck.weights, config: Some(ck.config) };

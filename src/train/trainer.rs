@@ -27,7 +27,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::evaluate::{evaluate, Evaluation};
-use super::log::{progress, MetricsLog};
+use super::log::{progress, MetricsLog, Throughput};
 use super::metrics::{Named, PhaseMetrics};
 use super::optim::{lr_factor, AdamW, Gradients};
 use super::setup::{Built, Pipeline, SplitData};
@@ -179,7 +179,7 @@ impl Fit {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         let mut train_metrics = PhaseMetrics::default();
-        let mut since_log = (Instant::now(), 0usize);
+        let mut since_log = Throughput::start(Instant::now());
         let outcome = 'epochs: loop {
             if c.max_steps.is_none() && self.state.epoch >= c.max_epoch as u64 {
                 break Outcome::Finished;
@@ -224,7 +224,7 @@ impl Fit {
                     // one optimizer step, on the sums over every rank
                     let (summed, totals) = reduce_step(&self.ddp, &self.opt, grads.take(), &step_losses, step_samples, INTERRUPTED.load(Ordering::SeqCst))?;
                     grads = summed;
-                    since_log.1 += totals.samples;
+                    since_log.add(totals.samples);
                     for (name, v) in &totals.losses {
                         if !v.is_finite() && self.compute != Compute::Fp16Autocast {
                             return Err(Error::Training { step: self.state.step + 1, reason: format!("the {name} loss is {v}; checkpoints/last holds the last good state") });
@@ -243,7 +243,7 @@ impl Fit {
                     }
                     let step = self.state.step;
                     let loss_msg: Vec<String> = means.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                    let rate = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
+                    let rate = since_log.rate(Instant::now());
                     bar.set_position(step);
                     bar.set_message(format!("{} lr {:.2e} {:.1} samples/s", loss_msg.join(" "), c.learning_rate * lr, rate));
                     if step.is_multiple_of(c.log_every_n_steps.max(1)) {
@@ -256,7 +256,7 @@ impl Fit {
                         values.push(("train/samples_per_second".into(), rate));
                         self.log.write(step, self.state.epoch, &values)?;
                         log::info!("step {step}/{}: {} lr {:.3e}, {rate:.1} samples/s", self.state.max_steps, loss_msg.join(", "), c.learning_rate * lr);
-                        since_log = (Instant::now(), 0);
+                        since_log = Throughput::start(Instant::now());
                     }
                     if epoch_end {
                         // unreadable images were replaced by other samples: count them
@@ -273,14 +273,17 @@ impl Fit {
                     let done = step >= self.state.max_steps;
                     let validate_now = !done && (epoch_end && val_every >= n_batches || (batch_no + 1) % val_every == 0);
                     if validate_now {
+                        let validating = Instant::now();
                         if let Some(stop) = self.validate_and_checkpoint()? {
                             bar.finish_and_clear();
                             break 'epochs stop;
                         }
                         // samples/s counts training only
-                        since_log = (Instant::now(), 0);
+                        since_log.exclude(validating.elapsed());
                     } else if c.checkpoint_every_n_steps > 0 && step.is_multiple_of(c.checkpoint_every_n_steps) {
+                        let saving = Instant::now();
                         self.save("last")?;
+                        since_log.exclude(saving.elapsed());
                     }
                     if totals.interrupted {
                         self.save("last")?;
