@@ -170,13 +170,14 @@ pub fn write(root: &Path) {
         image(root, &format!("{med}/{split}/images/synpic{}.jpg", base + 1));
     }
     // ---- MELINDA: quoted captions with commas and newlines, integer labels that sort
-    // numerically (10 after 2), a figure with two rows, a missing figure
+    // numerically (10 after 2), a figure with two rows, a figure in train and test (it goes to
+    // test, at its train position), a missing figure
     let mel = "finetune_data/melinda";
     let header = "figure_file,caption,i_meth,p_meth,i_meth_label,p_meth_label\n";
     let files = [
         ("train.csv", "PMC1_f1.jpg,\"Western blot, lanes 1-4\",exp,Microscopy,10,3\nPMC1_f2.jpg,Gel electrophoresis of samples,exp,Gel,2,1\nPMC1_f1.jpg,\"Second \"\"quoted\"\" caption\nover two lines\",com,Modeling,2,0\n"),
         ("dev.csv", "PMC2_f1.jpg,Confocal image of cells,exp,Microscopy,10,3\nPMC2_missing.jpg,No image for this one,com,Modeling,7,0\n"),
-        ("test.csv", "PMC3_f1.jpg,Structure model,com,Modeling,7,0\n"),
+        ("test.csv", "PMC3_f1.jpg,Structure model,com,Modeling,7,0\nPMC1_f2.jpg,The same gel in the test file,exp,Gel,2,1\n"),
     ];
     for (file, body) in files {
         put(root, &format!("{mel}/{file}"), (header.to_string() + body).as_bytes());
