@@ -18,7 +18,7 @@ pub struct Csv {
     pub path: PathBuf,
     columns: HashMap<String, usize>,
     /// Records (line number, fields).
-    pub rows: Vec<(usize, Vec<String>)>,
+    pub rows: Vec<Record>,
 }
 
 impl Csv {
@@ -67,8 +67,11 @@ pub fn is_integer(s: &str) -> bool {
     !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Records of `text` (line of their start, fields); blank lines skipped.
-fn parse(text: &str) -> std::result::Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// A record: the line it starts on and its fields.
+type Record = (usize, Vec<String>);
+
+/// Records of `text`; blank lines skipped. An error is (line, reason).
+fn parse(text: &str) -> std::result::Result<Vec<Record>, (usize, String)> {
     let text = if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n") } else { text.to_string() };
     let mut records = Vec::new();
     let mut chars = text.chars().peekable();

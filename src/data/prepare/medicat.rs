@@ -50,11 +50,8 @@ pub fn prepare(ctx: &Ctx, report: &mut PrepareReport) -> Result<()> {
             let mut texts = Vec::new();
             match sample.get("s2_caption") {
                 None => {}
-                Some(Value::String(c)) => {
-                    if !c.is_empty() {
-                        texts.push(c.clone());
-                    }
-                }
+                Some(Value::String(c)) if !c.is_empty() => texts.push(c.clone()),
+                Some(Value::String(_)) => {}
                 Some(other) => return Err(Error::prepare(&path, *line, format!("`s2_caption` is not a string: {other}"))),
             }
             texts.extend(optional_texts(sample, "s2orc_references", &path, *line)?);

@@ -82,6 +82,14 @@ pub fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     body.split('\n').enumerate().filter(move |_| !none).map(|(i, l)| (i + 1, l))
 }
 
+/// `text.strip().split("\n")` (how upstream reads JSONL and VQA-Med files), each piece with
+/// its line number in `text`.
+pub fn stripped_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let leading = text.len() - text.trim_start_matches(is_space).len();
+    let first = text[..leading].matches('\n').count() + 1;
+    strip(text).split('\n').enumerate().map(move |(i, l)| (first + i, l))
+}
+
 /// `os.path.join(a, b)` for POSIX paths.
 pub fn path_join(a: &str, b: &str) -> String {
     if b.starts_with('/') || a.is_empty() {

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::captions::{make_arrow, CaptionSample};
-use super::python::{collapse_ws, lines, path_join, read_text, strip, word_count};
+use super::python::{collapse_ws, lines, path_join, read_text, strip, stripped_lines, word_count};
 use super::pyrandom::PyRandom;
 use super::{Ctx, Dropped, PerSplit, PrepareReport};
 use crate::data::dataset::SPLITS;
@@ -42,11 +42,8 @@ pub fn clean(texts: impl IntoIterator<Item = String>, strip_first: bool, dropped
 /// `json.loads` each), with their line numbers.
 pub fn jsonl(path: &Path) -> Result<Vec<(usize, Value)>> {
     let text = read_text(path)?;
-    let body = strip(&text);
-    let first = text[..text.len() - text.trim_start_matches(super::python::is_space).len()].matches('\n').count() + 1;
-    body.split('\n')
-        .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).map(|v| (first + i, v)).map_err(|e| Error::prepare(path, first + i, format!("invalid JSON: {e}"))))
+    stripped_lines(&text)
+        .map(|(n, l)| serde_json::from_str(l).map(|v| (n, v)).map_err(|e| Error::prepare(path, n, format!("invalid JSON: {e}"))))
         .collect()
 }
 

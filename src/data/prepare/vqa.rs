@@ -55,7 +55,7 @@ fn answer_type(q: &VqaSample) -> Result<i64> {
 /// One image's questions: qid → (last question text, first answer's label and type).
 struct Image {
     qids: Vec<i64>,
-    entries: HashMap<i64, (String, Option<(i64, i64)>)>,
+    entries: HashMap<i64, (String, (i64, i64))>,
 }
 
 /// `make_arrow_vqa(data, dataset_name, …)`: the three Arrow files and the answers file.
@@ -92,7 +92,7 @@ pub fn make_arrow_vqa(ctx: &Ctx, dataset: &str, data: PerSplit<Vec<VqaSample>>, 
                         Some(e) => e.0 = q.question.clone(),
                         None => {
                             im.qids.push(q.qid);
-                            im.entries.insert(q.qid, (q.question.clone(), Some((*label, *t))));
+                            im.entries.insert(q.qid, (q.question.clone(), (*label, *t)));
                         }
                     }
                 }
@@ -107,7 +107,7 @@ pub fn make_arrow_vqa(ctx: &Ctx, dataset: &str, data: PerSplit<Vec<VqaSample>>, 
         let make = |i: usize, image: Vec<u8>| {
             let im = &images[i];
             let entry = |qid: &i64| &im.entries[qid];
-            let first = |qid: &i64| entry(qid).1.unwrap_or((0, 0));
+            let first = |qid: &i64| entry(qid).1;
             VqaRow {
                 image,
                 questions: im.qids.iter().map(|q| entry(q).0.clone()).collect(),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::python::{path_join, read_text, str_of, strip};
+use super::python::{path_join, read_text, str_of, stripped_lines};
 use super::roco::{field, str_field};
 use super::vqa::{make_arrow_vqa, VqaSample};
 use super::{Ctx, Dropped, PerSplit, PrepareReport};
@@ -87,9 +87,7 @@ fn medvqa_samples(ctx: &Ctx, split: &str, offset: i64) -> Result<Vec<VqaSample>>
     for file in MEDVQA_CATEGORIES {
         let path = ctx.raw(&format!("data/finetune_data/medvqa_2019//{split}/QA/{file}"));
         let text = read_text(&path)?;
-        let lead = text[..text.len() - text.trim_start_matches(super::python::is_space).len()].matches('\n').count();
-        for (i, line) in strip(&text).split('\n').enumerate() {
-            let at = lead + i + 1;
+        for (at, line) in stripped_lines(&text) {
             let parts: Vec<&str> = line.split('|').collect();
             if parts.len() < 3 {
                 return Err(Error::prepare(&path, at, "expected `image|question|answer`"));
