@@ -142,6 +142,9 @@ fn vqa_rad_matches_upstream() {
     assert_eq!(answers(out, "vqa_vqa_rad"), answers(&fixtures().join("answers"), "vqa_vqa_rad"));
     let test = report.files.iter().find(|f| f.path.ends_with("vqa_vqa_rad_test.arrow")).unwrap();
     assert_eq!(test.missing, vec!["data/finetune_data/vqa_rad//images/synpic199.jpg".to_string()]);
+    let list = std::fs::read_to_string(out.join("vqa_vqa_rad_test.missing.txt")).unwrap();
+    assert_eq!(list, "data/finetune_data/vqa_rad//images/synpic199.jpg\n");
+    assert!(!out.join("vqa_vqa_rad_train.missing.txt").exists());
 }
 
 #[test]

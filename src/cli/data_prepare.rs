@@ -2,7 +2,7 @@
 //! its Arrow files (see `m3ae::data::prepare`), with a summary per file.
 use std::path::PathBuf;
 
-use m3ae::data::prepare::{parse_datasets, prepare, PrepareOptions};
+use m3ae::data::prepare::{missing_list, parse_datasets, prepare, PrepareOptions};
 
 #[derive(clap::Args)]
 pub struct PrepareArgs {
@@ -39,8 +39,7 @@ pub fn run(args: &PrepareArgs) -> m3ae::Result<bool> {
         let d = &f.dropped;
         println!("{name:<40} {:>7} {:>7} {:>8} {:>7} {:>8} {:>9}", f.rows, f.texts, f.missing.len(), d.short_texts, d.skipped_lines, d.non_english);
         if !f.missing.is_empty() {
-            let list = f.path.with_extension("missing.txt");
-            std::fs::write(&list, f.missing.join("\n") + "\n").map_err(|e| m3ae::Error::io(&list, e))?;
+            let list = missing_list(&f.path);
             let shown: Vec<&str> = f.missing.iter().take(MISSING_SHOWN).map(String::as_str).collect();
             notes.push(format!("{name}: {} image(s) missing, e.g. {}; all in {}", f.missing.len(), shown.join(", "), list.display()));
         }

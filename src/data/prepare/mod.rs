@@ -110,7 +110,13 @@ pub fn outputs(dataset: &str, out: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Prepares `datasets` (names from [`DATASETS`]).
+/// The list of an Arrow file's missing images: `<dataset>_<split>.missing.txt`, one path a line.
+pub fn missing_list(arrow: &Path) -> PathBuf {
+    arrow.with_extension("missing.txt")
+}
+
+/// Prepares `datasets` (names from [`DATASETS`]); writes each file's [`missing_list`] (and
+/// removes a stale one).
 pub fn prepare(datasets: &[&str], opts: &PrepareOptions) -> Result<PrepareReport> {
     if !opts.raw_root.is_dir() {
         return Err(Error::io(&opts.raw_root, std::io::Error::new(std::io::ErrorKind::NotFound, "raw root (upstream's `data/` folder) is not a directory")));
@@ -133,6 +139,17 @@ pub fn prepare(datasets: &[&str], opts: &PrepareOptions) -> Result<PrepareReport
             "vqa_vqa_rad" | "vqa_slack" | "vqa_medvqa_2019" => vqa_sources::prepare(&ctx, d, &mut report)?,
             "cls_melinda" => melinda::prepare(&ctx, &mut report)?,
             other => return Err(Error::Config(format!("unknown dataset `{other}`"))),
+        }
+    }
+    for f in &report.files {
+        let list = missing_list(&f.path);
+        if f.missing.is_empty() {
+            match std::fs::remove_file(&list) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&list, e)),
+                _ => {}
+            }
+        } else {
+            std::fs::write(&list, f.missing.join("\n") + "\n").map_err(|e| Error::io(&list, e))?;
         }
     }
     Ok(report)
