@@ -56,13 +56,24 @@ pub enum Error {
     #[error("distributed run: the store cannot listen on {addr}: the port is in use ({reason})")]
     PortInUse { addr: String, reason: String },
 
+    /// A raw dataset file that `m3ae data prepare` cannot read; `line` 0 when not line-based.
+    #[error("{}: {reason}", location(path, *line))]
+    Prepare { path: PathBuf, line: usize, reason: String },
+
     #[error("training stopped at step {step}: {reason}")]
     Training { step: u64, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+fn location(path: &std::path::Path, line: usize) -> String {
+    if line == 0 { path.display().to_string() } else { format!("{}:{line}", path.display()) }
+}
+
 impl Error {
+    pub fn prepare(path: impl Into<PathBuf>, line: usize, reason: impl Into<String>) -> Self {
+        Error::Prepare { path: path.into(), line, reason: reason.into() }
+    }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

@@ -1,5 +1,6 @@
-//! `m3ae data check DATA_ROOT [--datasets NAME…] [--strict]`, `m3ae data bench IMAGES` and
-//! `m3ae data synth --out DIR` (in `data_synth.rs`)
+//! `m3ae data check DATA_ROOT [--datasets NAME…] [--strict]`, `m3ae data bench IMAGES`,
+//! `m3ae data synth --out DIR` (in `data_synth.rs`) and `m3ae data prepare DATASET… --raw-root
+//! DIR --out DIR` (in `data_prepare.rs`)
 use std::path::PathBuf;
 
 use tch::Device;
@@ -22,6 +23,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Generate the bundled synthetic radiograph dataset (pre-training, VQA, retrieval) in upstream's schemas.
     Synth(super::data_synth::SynthArgs),
+    /// Turn upstream's raw dataset releases into its Arrow files, row for row (upstream's prepro).
+    Prepare(super::data_prepare::PrepareArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +66,7 @@ pub fn run(args: &Args, _device: Device) -> m3ae::Result<bool> {
             Ok(report.passed(a.strict))
         }
         Command::Synth(a) => super::data_synth::run(a),
+        Command::Prepare(a) => super::data_prepare::run(a),
         Command::Bench(a) => {
             let files = bench::image_files(&a.images)?;
             if files.is_empty() {

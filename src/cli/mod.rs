@@ -4,6 +4,7 @@ pub mod bench;
 pub mod convert;
 pub mod data;
 pub mod demo;
+pub mod data_prepare;
 pub mod data_synth;
 pub mod export;
 pub mod finetune;

@@ -4,8 +4,10 @@
 //! On disk it is `answers.json`, a JSON list whose index is the label (`null` for a label the
 //! data never shows). Fine-tuning copies it into each checkpoint folder, so `m3ae predict`
 //! names its answers. Where it comes from, first found:
-//! 1. `{data_root}/answers.json` (the demo's generated data ships one);
-//! 2. the VQA Arrow files' `answers` and `answer_labels` columns (train first, then val and
+//! 1. `{data_root}/{dataset}_answers.json` of the run's VQA dataset (`m3ae data prepare`
+//!    writes one beside each VQA set);
+//! 2. `{data_root}/answers.json` (the demo's generated data ships one);
+//! 3. the VQA Arrow files' `answers` and `answer_labels` columns (train first, then val and
 //!    test), which upstream writes side by side for every question.
 use std::path::{Path, PathBuf};
 
@@ -89,6 +91,12 @@ impl AnswerVocab {
     pub fn for_config(config: &M3aeConfig) -> Result<Option<AnswerVocab>> {
         if config.loss_names.vqa <= 0.0 {
             return Ok(None);
+        }
+        for d in &config.datasets {
+            let prepared = Path::new(&config.data_root).join(format!("{d}_{ANSWERS_FILE}"));
+            if DatasetKind::of_stem(&format!("{d}_train")) == Some(DatasetKind::Vqa) && prepared.is_file() {
+                return Self::read(&prepared).map(Some);
+            }
         }
         let shipped = Path::new(&config.data_root).join(ANSWERS_FILE);
         if shipped.is_file() {

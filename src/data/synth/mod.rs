@@ -7,7 +7,7 @@
 //! - Captions ([`text`]) describe every finding; retrieval uses the image–caption pairs.
 //! - VQA ([`vqa`]): closed and open questions in varied wording whose answers follow from the
 //!   image only, balanced so that a text-only model is at chance.
-//! - Files ([`writer`]): `roco_*`, `vqa_vqa_rad_*`, `irtr_roco_*` for train/val/test,
+//! - Files ([`crate::data::arrow_write`]): `roco_*`, `vqa_vqa_rad_*`, `irtr_roco_*` for train/val/test,
 //!   `answers.json` (upstream's `label2ans`), and `tokenizer/` ([`bpe`]).
 //!
 //! The same seed gives byte-identical files: every image has its own random stream, keyed by
@@ -18,7 +18,7 @@ pub mod place;
 pub mod scene;
 pub mod text;
 pub mod vqa;
-pub mod writer;
+
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use self::writer::{CaptionRow, VqaRow};
+use crate::data::arrow_write::{self as writer, CaptionRow, Flavor, VqaRow};
 use crate::data::dataset::SPLITS;
 use crate::{Error, Result};
 
@@ -215,7 +215,7 @@ pub fn generate(opts: &SynthOptions, out_dir: &Path) -> Result<SynthSummary> {
                 train_texts.extend(rows.iter().flat_map(|r| r.captions.iter().cloned()));
             }
             let path = out_dir.join(format!("{name}_{}.arrow", SPLITS[split]));
-            writer::write_captions(&path, &rows)?;
+            writer::write_captions(&path, &rows, Flavor::PANDAS1)?;
             files.push(WrittenFile { path, rows: rows.len(), texts: rows.len() });
         }
     }
@@ -255,7 +255,7 @@ pub fn generate(opts: &SynthOptions, out_dir: &Path) -> Result<SynthSummary> {
             })
             .collect();
         let path = out_dir.join(format!("vqa_vqa_rad_{}.arrow", SPLITS[split]));
-        writer::write_vqa(&path, &rows)?;
+        writer::write_vqa(&path, &rows, Flavor::PANDAS1)?;
         let texts = rows.iter().map(|r| r.questions.len()).sum();
         files.push(WrittenFile { path, rows: rows.len(), texts });
     }
