@@ -1,0 +1,220 @@
+//! DICOM as hospitals export it, on a corpus no one here wrote: the DICOM files that ship in
+//! pydicom's `data/test_files` (the project venv, scripts/requirements.txt). pydicom (with
+//! Pillow) decodes them once (tests/dicom_reference.py, into a temporary folder); every file
+//! it decodes must decode here to the same `pixel_array`, every frame, and render to the same
+//! model input (README "DICOM"). A missing venv or corpus is an error, not a skip.
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::Command;
+
+use m3ae::data::dicom::Dicom;
+use m3ae::data::image_io::{decode_rgba_frame, Format};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: run `make setup` (scripts/setup.sh installs pydicom)", p.display());
+    p
+}
+
+/// pydicom's test files, where the venv's pydicom is installed.
+fn corpus() -> PathBuf {
+    let out = Command::new(python())
+        .args(["-c", "import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))"])
+        .output()
+        .expect("run the venv python");
+    assert!(out.status.success(), "pydicom is not importable from .venv: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(dir.is_dir(), "pydicom's test corpus {} is missing", dir.display());
+    dir
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("m3ae-dicom-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Transfer syntaxes whose decoders differ by design (lossy JPEG IDCT, JPEG 2000 irreversible
+/// wavelet): their pixels are compared within [`LOSSY_BOUND`].
+const LOSSY: &[&str] = &["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.81"];
+
+/// Largest difference accepted on a lossy syntax (see the README "DICOM" for the arithmetic).
+const LOSSY_BOUND: i64 = 0;
+
+/// pydicom converts YBR_FULL(_422) to RGB in float32 through a BLAS matrix product, whose
+/// rounding (fused multiply-add or not) depends on the CPU: a sample at an exact .5 can come
+/// out 1 apart, so converted samples are compared within 1.
+const YBR_BOUND: i64 = 1;
+
+/// Our decode of every frame: pixel arrays and renderings; Err is the message.
+fn ours(bytes: &[u8], name: &str) -> Result<(Vec<i64>, Vec<u8>, String), String> {
+    if Format::sniff(bytes) != Some(Format::Dicom) {
+        return Err(decode_rgba_frame(bytes, name, 0).err().map(|e| e.to_string()).unwrap_or_default());
+    }
+    let d = Dicom::parse(bytes, name).map_err(|e| e.to_string())?;
+    let (mut values, mut rgb) = (Vec::new(), Vec::new());
+    for f in 0..d.info.frames {
+        let a = d.pixel_array(f).map_err(|e| e.to_string())?;
+        values.extend_from_slice(&a.values);
+        let img = d.rgba(f).map_err(|e| e.to_string())?;
+        rgb.extend(img.pixels().flat_map(|p| [p[0], p[1], p[2]]));
+    }
+    Ok((values, rgb, d.info.photometric.clone()))
+}
+
+fn max_diff<T: Copy + Into<i64>>(a: &[T], b: &[T]) -> i64 {
+    a.iter().zip(b).map(|(&x, &y)| (x.into() - y.into()).abs()).max().unwrap_or(0)
+}
+
+#[test]
+fn pydicom_corpus_decodes_to_the_same_pixels() {
+    let corpus = corpus();
+    let out = scratch("reference");
+    let status = Command::new(python()).arg(root().join("tests/dicom_reference.py")).arg(&corpus).arg(&out).status().expect("run tests/dicom_reference.py");
+    assert!(status.success(), "tests/dicom_reference.py failed");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    let (mut by_pydicom, mut by_us, mut equal, mut panics) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    let mut syntaxes: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, entry) in files.iter().enumerate() {
+        let rel = entry["file"].as_str().unwrap();
+        let ts = entry["transfer_syntax"].as_str().unwrap_or("(none)").to_string();
+        let bytes = std::fs::read(corpus.join(rel)).unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| ours(&bytes, rel)));
+        let row = syntaxes.entry(ts.clone()).or_default();
+        row[0] += 1;
+        let theirs = entry["decoded"].as_bool().unwrap();
+        by_pydicom += usize::from(theirs);
+        row[1] += usize::from(theirs);
+        let mine = match result {
+            Err(_) => {
+                panics += 1;
+                failures.push(format!("{rel}: PANIC"));
+                continue;
+            }
+            Ok(r) => r,
+        };
+        if let Ok(_) = &mine {
+            by_us += 1;
+            row[2] += 1;
+        }
+        match (&mine, theirs) {
+            (Ok((values, rgb, photometric)), true) => {
+                let pixels: Vec<i64> = std::fs::read(out.join(format!("{i}.pixels"))).unwrap().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+                let want_rgb = std::fs::read(out.join(format!("{i}.rgb"))).unwrap();
+                let bound = if LOSSY.contains(&ts.as_str()) { LOSSY_BOUND } else { 0 }.max(if photometric.starts_with("YBR_FULL") { YBR_BOUND } else { 0 });
+                let (dp, dr) = (max_diff(values, &pixels), max_diff(rgb, &want_rgb));
+                if values.len() == pixels.len() && rgb.len() == want_rgb.len() && dp <= bound && dr <= bound {
+                    equal += 1;
+                    row[3] += 1;
+                    if dp > 0 || dr > 0 {
+                        println!("{rel}: within the bound {bound}: pixels differ by up to {dp}, model input by {dr}");
+                    }
+                } else {
+                    failures.push(format!("{rel}: {} vs {} samples, max difference {dp} (pixels) {dr} (model input), bound {bound}", values.len(), pixels.len()));
+                }
+            }
+            (Err(e), true) => failures.push(format!("{rel}: pydicom decodes it, we fail: {e}")),
+            (Err(e), false) => errors.push(format!("{rel}: {e}")),
+            (Ok(_), false) => println!("{rel}: decoded here; pydicom: {}", entry["error"].as_str().unwrap_or("")),
+        }
+    }
+    println!("\npydicom {} test files ({}): why the files neither side decodes are refused here:", manifest["pydicom"], corpus.display());
+    for e in &errors {
+        println!("  {e}");
+    }
+    println!("\n| transfer syntax | files | decoded by pydicom | decoded by m3ae | equal |\n|---|---:|---:|---:|---:|");
+    for (ts, [n, p, m, e]) in &syntaxes {
+        println!("| {ts} {} | {n} | {p} | {m} | {e} |", if ts.starts_with("1.") { format!("({})", m3ae::data::dicom::uid_name(ts)) } else { String::new() });
+    }
+    println!("| **all** | **{}** | **{by_pydicom}** | **{by_us}** | **{equal}** |", files.len());
+    std::fs::remove_dir_all(&out).ok();
+    assert_eq!(panics, 0, "{failures:#?}");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(equal, by_pydicom);
+    // every refusal names the file and says why
+    for e in &errors {
+        let (file, why) = e.split_once(": ").unwrap();
+        assert!(why.contains(file) && why.len() > file.len() + 10, "{e}");
+    }
+}
+
+/// A file without pixel data names its SOP class (UID and name).
+#[test]
+fn a_file_without_an_image_names_its_sop_class() {
+    let bytes = std::fs::read(corpus().join("rtplan.dcm")).unwrap();
+    let e = Dicom::parse(&bytes, "rtplan.dcm").err().expect("an error").to_string();
+    assert!(e.contains("rtplan.dcm") && e.contains("holds no image") && e.contains("1.2.840.10008.5.1.4.1.1.481.5 (RT Plan Storage)"), "{e}");
+}
+
+/// Reads `name` from the corpus.
+fn corpus_file(name: &str) -> Vec<u8> {
+    std::fs::read(corpus().join(name)).unwrap()
+}
+
+/// The position of the first encapsulated item after the Basic Offset Table of a file whose
+/// pixel data is encapsulated: (7FE0,0010) OB with undefined length, then the BOT item.
+fn first_fragment(bytes: &[u8]) -> usize {
+    let tag = [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+    let at = bytes.windows(12).position(|w| w == tag).expect("encapsulated pixel data") + 12;
+    let bot = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    at + 8 + bot
+}
+
+/// The pre-scan follows encapsulated pixel data item by item: a fragment that declares more
+/// bytes than the file holds, a non-item inside the sequence, and a missing sequence delimiter
+/// are refused before dicom-rs sees the file; valid fragments full of JPEG markers pass.
+#[test]
+fn the_length_scan_walks_encapsulated_items() {
+    let good = corpus_file("JPEG2000.dcm");
+    assert!(Dicom::parse(&good, "JPEG2000.dcm").is_ok());
+    let frag = first_fragment(&good);
+    let mut huge = good.clone();
+    huge[frag + 4..frag + 8].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+    let e = Dicom::parse(&huge, "huge.dcm").err().expect("an error").to_string();
+    assert!(e.contains("huge.dcm") && e.contains("(FFFE,E000)") && e.contains("declares 2147483632 bytes"), "{e}");
+    let mut stray = good.clone();
+    stray[frag..frag + 4].copy_from_slice(&[0x08, 0x00, 0x16, 0x00]);
+    let e = Dicom::parse(&stray, "stray.dcm").err().expect("an error").to_string();
+    assert!(e.contains("(0008,0016)") && e.contains("where an item or the sequence delimiter belongs"), "{e}");
+    let cut = &good[..good.len() - 8];
+    let e = Dicom::parse(cut, "cut.dcm").err().expect("an error").to_string();
+    assert!(e.contains("cut.dcm"), "{e}");
+}
+
+/// Truncated native pixel data is an error (from the length scan), not a short or padded image.
+#[test]
+fn truncated_pixel_data_is_an_error() {
+    let e = Dicom::parse(&corpus_file("MR_truncated.dcm"), "MR_truncated.dcm").and_then(|d| d.pixel_array(0)).err().expect("an error").to_string();
+    assert!(e.contains("MR_truncated.dcm") && e.contains("(7FE0,0010)") && e.contains("declares 8192 bytes, 8130 remain"), "{e}");
+}
+
+/// A transfer syntax without a decoder here is named with its UID and name: JPEG2000.dcm
+/// relabelled as JPEG 2000 Part 2 (same UID length, so the meta group still adds up).
+#[test]
+fn an_unsupported_transfer_syntax_is_named() {
+    let mut bytes = corpus_file("JPEG2000.dcm");
+    let at = bytes.windows(22).position(|w| w == b"1.2.840.10008.1.2.4.91").expect("the JPEG 2000 UID");
+    bytes[at..at + 22].copy_from_slice(b"1.2.840.10008.1.2.4.93");
+    let e = Dicom::parse(&bytes, "part2.dcm").and_then(|d| d.pixel_array(0)).err().expect("an error").to_string();
+    assert!(e.contains("part2.dcm") && e.contains("1.2.840.10008.1.2.4.93") && e.contains("JPEG 2000 Part 2"), "{e}");
+}
+
+/// Frames count from 0; one past the last is an error naming the count.
+#[test]
+fn a_frame_past_the_last_is_an_error() {
+    let d = Dicom::parse(&corpus_file("SC_rgb_rle_2frame.dcm"), "2frame.dcm").unwrap();
+    assert_eq!(d.info.frames, 2);
+    assert_ne!(d.pixel_array(0).unwrap().values, d.pixel_array(1).unwrap().values);
+    let e = d.pixel_array(2).err().expect("an error").to_string();
+    assert!(e.contains("frame 2 requested, the file has 2"), "{e}");
+    let e = decode_rgba_frame(&std::fs::read(root().join("tests/fixtures/data/images/ihc.png")).unwrap(), "ihc.png", 1).err().expect("an error").to_string();
+    assert!(e.contains("only DICOM images have more than one frame"), "{e}");
+}
