@@ -101,7 +101,7 @@ fn pydicom_corpus_decodes_to_the_same_pixels() {
             }
             Ok(r) => r,
         };
-        if let Ok(_) = &mine {
+        if mine.is_ok() {
             by_us += 1;
             row[2] += 1;
         }
@@ -192,7 +192,7 @@ fn the_length_scan_walks_encapsulated_items() {
 /// Truncated native pixel data is an error (from the length scan), not a short or padded image.
 #[test]
 fn truncated_pixel_data_is_an_error() {
-    let e = Dicom::parse(&corpus_file("MR_truncated.dcm"), "MR_truncated.dcm").and_then(|d| d.pixel_array(0)).err().expect("an error").to_string();
+    let e = Dicom::parse(&corpus_file("MR_truncated.dcm"), "MR_truncated.dcm").and_then(|d| d.pixel_array(0)).expect_err("an error").to_string();
     assert!(e.contains("MR_truncated.dcm") && e.contains("(7FE0,0010)") && e.contains("declares 8192 bytes, 8130 remain"), "{e}");
 }
 
@@ -203,7 +203,7 @@ fn an_unsupported_transfer_syntax_is_named() {
     let mut bytes = corpus_file("JPEG2000.dcm");
     let at = bytes.windows(22).position(|w| w == b"1.2.840.10008.1.2.4.91").expect("the JPEG 2000 UID");
     bytes[at..at + 22].copy_from_slice(b"1.2.840.10008.1.2.4.93");
-    let e = Dicom::parse(&bytes, "part2.dcm").and_then(|d| d.pixel_array(0)).err().expect("an error").to_string();
+    let e = Dicom::parse(&bytes, "part2.dcm").and_then(|d| d.pixel_array(0)).expect_err("an error").to_string();
     assert!(e.contains("part2.dcm") && e.contains("1.2.840.10008.1.2.4.93") && e.contains("JPEG 2000 Part 2"), "{e}");
 }
 
@@ -213,9 +213,9 @@ fn a_frame_past_the_last_is_an_error() {
     let d = Dicom::parse(&corpus_file("SC_rgb_rle_2frame.dcm"), "2frame.dcm").unwrap();
     assert_eq!(d.info.frames, 2);
     assert_ne!(d.pixel_array(0).unwrap().values, d.pixel_array(1).unwrap().values);
-    let e = d.pixel_array(2).err().expect("an error").to_string();
+    let e = d.pixel_array(2).expect_err("an error").to_string();
     assert!(e.contains("frame 2 requested, the file has 2"), "{e}");
-    let e = decode_rgba_frame(&std::fs::read(root().join("tests/fixtures/data/images/ihc.png")).unwrap(), "ihc.png", 1).err().expect("an error").to_string();
+    let e = decode_rgba_frame(&std::fs::read(root().join("tests/fixtures/data/images/ihc.png")).unwrap(), "ihc.png", 1).expect_err("an error").to_string();
     assert!(e.contains("only DICOM images have more than one frame"), "{e}");
 }
 
