@@ -282,3 +282,15 @@ variant("modality_lut", modality_lut)
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Decoders pydicom (with Pillow) lacks, checked against a lossless twin in the corpus:
+/// MR_small as JPEG-LS lossless (CharLS) and as JPEG 2000 lossless equal MR_small uncompressed,
+/// whose pixels the corpus test matches with pydicom's.
+#[test]
+fn lossless_twins_decode_to_the_same_pixels() {
+    let first = |name: &str| Dicom::parse(&corpus_file(name), name).and_then(|d| d.pixel_array(0)).unwrap_or_else(|e| panic!("{e}")).values;
+    let original = first("MR_small.dcm");
+    for twin in ["MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"] {
+        assert_eq!(first(twin), original, "{twin}");
+    }
+}

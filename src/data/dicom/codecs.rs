@@ -7,7 +7,7 @@
 //! | JPEG Baseline / Extended, 8-bit (.4.50, .4.51) | libjpeg-turbo (`turbojpeg`) | the decoder Pillow, hence pydicom, uses: same pixels |
 //! | JPEG Lossless (.4.57, .4.70) | `jpeg-decoder` | what dicom-pixeldata's `jpeg` feature uses |
 //! | JPEG 2000 (.4.90, .4.91) | `jpeg2k` on `openjp2`, a Rust port of OpenJPEG | dicom-pixeldata's `openjp2` feature |
-//! | JPEG-LS (.4.80, .4.81) | CharLS (`charls`, bundled C++) | dicom-pixeldata's `charls` feature; no Rust decoder |
+//! | JPEG-LS (.4.80, .4.81) | CharLS (`charls`, bundled C++ built with cmake) | dicom-pixeldata's `charls` feature; no maintained Rust decoder |
 use std::borrow::Cow;
 
 use super::ImageInfo;
@@ -30,6 +30,7 @@ pub fn decode(info: &ImageInfo, frame: &[u8]) -> Decoded {
         "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" => jpeg_dct(info, frame),
         "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => jpeg_lossless(info, frame),
         "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => jpeg2000(info, frame),
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => jpeg_ls(info, frame),
         _ => Err(format!("transfer syntax {ts} ({}) is not supported", super::uid_name(ts))),
     }
 }
@@ -264,4 +265,56 @@ fn jpeg2000(info: &ImageInfo, frame: &[u8]) -> Decoded {
         other => other.to_string(),
     };
     Ok((values, photometric))
+}
+
+/// JPEG-LS (lossless and near-lossless) through CharLS. Samples of a scan without
+/// interleave come back plane by plane and are interleaved here. JPEG-LS has no sign, so
+/// pydicom's JPEG-LS sign correction applies: the SOF's precision bits, sign-extended when
+/// Pixel Representation is 1. The photometric interpretation is conformed as for JPEG.
+fn jpeg_ls(info: &ImageInfo, frame: &[u8]) -> Decoded {
+    let m = jpeg_markers(frame)?;
+    if m.sof != 0xF7 {
+        return Err("a JPEG-LS transfer syntax holds a frame without the JPEG-LS SOF55 marker".into());
+    }
+    // one CharLS decoder reads a header once: a fresh one for the frame info, one to decode
+    let fi = charls::CharLS::default().get_frame_info(frame).map_err(|e| e.to_string())?;
+    if (fi.width as usize, fi.height as usize, fi.component_count as usize) != (info.columns, info.rows, info.samples) {
+        return Err(format!("JPEG-LS of {}x{}x{} in a {}x{}x{} image", fi.width, fi.height, fi.component_count, info.columns, info.rows, info.samples));
+    }
+    let data = charls::CharLS::default().decode(frame).map_err(|e| e.to_string())?;
+    let raw: Vec<u64> = if fi.bits_per_sample > 8 {
+        data.chunks_exact(2).map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))).collect()
+    } else {
+        data.into_iter().map(u64::from).collect()
+    };
+    let n = info.rows * info.columns;
+    if raw.len() != n * info.samples {
+        return Err(format!("JPEG-LS decoded to {} samples, {} expected", raw.len(), n * info.samples));
+    }
+    let planar = info.samples > 1 && jpeg_ls_interleave(frame) == Some(0);
+    let at = |p: usize, s: usize| if planar { raw[s * n + p] } else { raw[p * info.samples + s] };
+    let precision = u32::from(m.precision).clamp(1, 16);
+    let values = (0..n).flat_map(|p| (0..info.samples).map(move |s| (p, s))).map(|(p, s)| stored(at(p, s), precision, info.signed)).collect();
+    let mut photometric = info.photometric.clone();
+    if info.samples == 3 && (m.component_ids == b"RGB" || m.component_ids == b"rgb") {
+        photometric = "RGB".into();
+    }
+    Ok((values, photometric))
+}
+
+/// The interleave mode (ILV) of a JPEG-LS frame's first scan: 0 none, 1 line, 2 sample.
+fn jpeg_ls_interleave(src: &[u8]) -> Option<u8> {
+    let mut pos = 2;
+    while let Some(seg) = src.get(pos..pos + 4) {
+        let len = usize::from(u16::from_be_bytes([seg[2], seg[3]]));
+        if seg[0] != 0xFF || len < 2 {
+            return None;
+        }
+        if seg[1] == 0xDA {
+            let n = usize::from(*src.get(pos + 4)?);
+            return src.get(pos + 5 + 2 * n + 1).copied();
+        }
+        pos += 2 + len;
+    }
+    None
 }
