@@ -197,7 +197,7 @@ fn jpeg_dct(info: &ImageInfo, frame: &[u8]) -> Decoded {
     let mut pixels = vec![0u8; info.rows * info.columns * info.samples];
     let (width, height, pitch) = (info.columns, info.rows, info.columns * info.samples);
     let image = turbojpeg::Image { pixels: pixels.as_mut_slice(), width, pitch, height, format };
-    dec.decompress(&src, image).map_err(|e| e.to_string())?;
+    dec.decompress(&src, image).map_err(|e| format!("the JPEG could not be decoded (libjpeg-turbo: {e})"))?;
     let values = pixels.into_iter().map(|b| stored(u64::from(b), info.bits_stored, info.signed)).collect();
     Ok((values, photometric))
 }
@@ -210,7 +210,7 @@ fn jpeg_lossless(info: &ImageInfo, frame: &[u8]) -> Decoded {
     }
     let mut dec = jpeg_decoder::Decoder::new(frame);
     dec.set_color_transform(jpeg_decoder::ColorTransform::None);
-    let data = dec.decode().map_err(|e| e.to_string())?;
+    let data = dec.decode().map_err(|e| format!("the lossless JPEG could not be decoded (jpeg-decoder: {e})"))?;
     let meta = dec.info().ok_or("JPEG without a frame header")?;
     if (usize::from(meta.width), usize::from(meta.height)) != (info.columns, info.rows) {
         return Err(format!("JPEG of {}x{} in a {}x{} image", meta.width, meta.height, info.columns, info.rows));
@@ -239,7 +239,7 @@ fn pillow_j2k_sample(v: i64, prec: u32, container: u32, sgnd: bool, signed: bool
 /// inverse RCT/ICT itself, so YBR_RCT and YBR_ICT come back as RGB (as Pillow gives them).
 /// Samples follow pydicom's Pillow path ([`pillow_j2k_sample`]).
 fn jpeg2000(info: &ImageInfo, frame: &[u8]) -> Decoded {
-    let image = jpeg2k::Image::from_bytes(frame).map_err(|e| e.to_string())?;
+    let image = jpeg2k::Image::from_bytes(frame).map_err(|e| format!("the JPEG 2000 codestream could not be decoded (openjp2: {e})"))?;
     let comps = image.components();
     if comps.len() != info.samples {
         return Err(format!("JPEG 2000 codestream has {} components, SamplesPerPixel is {}", comps.len(), info.samples));
