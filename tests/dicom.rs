@@ -294,3 +294,53 @@ fn lossless_twins_decode_to_the_same_pixels() {
         assert_eq!(first(twin), original, "{twin}");
     }
 }
+
+/// Hostile files: corpus files of every codec, mutated by a seeded generator (bytes changed,
+/// 32-bit fields overwritten with large values, files cut short), must each give frames or an
+/// error, never a panic (a crash inside a C decoder would end the test process). The size
+/// checks before each decoder allocates (JPEG, JPEG 2000 SIZ, JPEG-LS, RLE) are what keep these
+/// within the image's own size.
+#[test]
+fn mutated_corpus_files_give_errors_not_panics() {
+    use rand::{Rng, SeedableRng};
+    let names = [
+        "MR_small.dcm", "MR_small_RLE.dcm", "SC_rgb_rle_32bit_2frame.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg.dcm", "JPEG2000.dcm",
+        "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "SC_rgb_jls_lossy_sample.dcm", "SC_rgb_jpeg_gdcm.dcm",
+        "examples_palette.dcm", "liver_expb_1frame.dcm", "rtdose_expb.dcm", "image_dfl.dcm", "SC_ybr_full_422_uncompressed.dcm",
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+    let (mut decoded, mut refused, mut panicked) = (0, 0, Vec::new());
+    for name in names {
+        let original = corpus_file(name);
+        for round in 0..120 {
+            let mut bytes = original.clone();
+            // offsets past the meta group, half of them in the last two thirds (the pixel data)
+            let lo = if rng.gen_bool(0.5) { bytes.len() / 3 } else { 132 };
+            let at = rng.gen_range(lo..bytes.len() - 4);
+            match round % 3 {
+                0 => {
+                    for _ in 0..rng.gen_range(1..8) {
+                        let i = rng.gen_range(lo..bytes.len());
+                        bytes[i] = rng.gen();
+                    }
+                }
+                1 => {
+                    let v: u32 = if rng.gen_bool(0.5) { rng.gen_range(0x7000_0000..u32::MAX) } else { rng.gen() };
+                    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                _ => bytes.truncate(at),
+            }
+            match catch_unwind(AssertUnwindSafe(|| ours(&bytes, name))) {
+                Ok(Ok(_)) => decoded += 1,
+                Ok(Err(e)) => {
+                    assert!(e.contains(name), "{e}");
+                    refused += 1;
+                }
+                Err(_) => panicked.push(format!("{name}, round {round}")),
+            }
+        }
+    }
+    println!("{} mutated files: {decoded} decoded, {refused} refused, {} panics", names.len() * 120, panicked.len());
+    assert!(panicked.is_empty(), "{panicked:#?}");
+    assert!(decoded > 0 && refused > 0);
+}

@@ -210,11 +210,14 @@ fn jpeg_lossless(info: &ImageInfo, frame: &[u8]) -> Decoded {
     }
     let mut dec = jpeg_decoder::Decoder::new(frame);
     dec.set_color_transform(jpeg_decoder::ColorTransform::None);
-    let data = dec.decode().map_err(|e| format!("the lossless JPEG could not be decoded (jpeg-decoder: {e})"))?;
+    let failed = |e: jpeg_decoder::Error| format!("the lossless JPEG could not be decoded (jpeg-decoder: {e})");
+    // the header first: its size must be the image's before the decoder allocates for it
+    dec.read_info().map_err(failed)?;
     let meta = dec.info().ok_or("JPEG without a frame header")?;
     if (usize::from(meta.width), usize::from(meta.height)) != (info.columns, info.rows) {
         return Err(format!("JPEG of {}x{} in a {}x{} image", meta.width, meta.height, info.columns, info.rows));
     }
+    let data = dec.decode().map_err(failed)?;
     let raw: Vec<u64> = match meta.pixel_format {
         jpeg_decoder::PixelFormat::L16 => data.chunks_exact(2).map(|b| u64::from(u16::from_ne_bytes([b[0], b[1]]))).collect(),
         jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24 => data.into_iter().map(u64::from).collect(),
@@ -235,10 +238,32 @@ fn pillow_j2k_sample(v: i64, prec: u32, container: u32, sgnd: bool, signed: bool
     if monochrome && sgnd != signed { stored(value as u64, prec, signed) } else { value }
 }
 
+/// Checks a JPEG 2000 codestream's SIZ segment (ISO 15444-1 A.5.1) before openjp2 allocates
+/// from it: the image must be the DICOM image's size, in at most 65,535 tiles (Part 1's
+/// limit), with the DICOM image's number of components.
+fn check_j2k_size(info: &ImageInfo, frame: &[u8]) -> Result<(), String> {
+    let soc = frame.windows(4).take(4096).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]).ok_or("no JPEG 2000 codestream (SOC and SIZ markers) in the frame")?;
+    let siz = frame.get(soc..soc + 42).ok_or("the JPEG 2000 SIZ segment is cut short")?;
+    let u32_at = |i: usize| u64::from(u32::from_be_bytes([siz[i], siz[i + 1], siz[i + 2], siz[i + 3]]));
+    let (x, y, x0, y0, xt, yt, xt0, yt0) = (u32_at(8), u32_at(12), u32_at(16), u32_at(20), u32_at(24), u32_at(28), u32_at(32), u32_at(36));
+    let components = usize::from(u16::from_be_bytes([siz[40], siz[41]]));
+    let (w, h) = (x.saturating_sub(x0), y.saturating_sub(y0));
+    if (w, h) != (info.columns as u64, info.rows as u64) || components != info.samples {
+        return Err(format!("JPEG 2000 codestream of {w}x{h}x{components} in a {}x{}x{} image", info.columns, info.rows, info.samples));
+    }
+    let tiles = |extent: u64, origin: u64, size: u64| if size == 0 { u64::MAX } else { extent.saturating_sub(origin).div_ceil(size) };
+    let n = tiles(x, xt0, xt).saturating_mul(tiles(y, yt0, yt));
+    if n > 65_535 || xt0 > x0 || yt0 > y0 {
+        return Err(format!("JPEG 2000 tiling of {xt}x{yt} at ({xt0},{yt0}) is not a valid grid over the image ({n} tiles)"));
+    }
+    Ok(())
+}
+
 /// JPEG 2000 through openjp2. Components are the decoder's integers; OpenJPEG applies the
 /// inverse RCT/ICT itself, so YBR_RCT and YBR_ICT come back as RGB (as Pillow gives them).
 /// Samples follow pydicom's Pillow path ([`pillow_j2k_sample`]).
 fn jpeg2000(info: &ImageInfo, frame: &[u8]) -> Decoded {
+    check_j2k_size(info, frame)?;
     let image = jpeg2k::Image::from_bytes(frame).map_err(|e| format!("the JPEG 2000 codestream could not be decoded (openjp2: {e})"))?;
     let comps = image.components();
     if comps.len() != info.samples {
