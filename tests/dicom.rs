@@ -344,3 +344,35 @@ fn mutated_corpus_files_give_errors_not_panics() {
     assert!(panicked.is_empty(), "{panicked:#?}");
     assert!(decoded > 0 && refused > 0);
 }
+
+/// Where the data set starts: after the meta group (explicit VR little endian).
+fn meta_end(bytes: &[u8]) -> usize {
+    let mut pos = 132;
+    while bytes[pos..pos + 2] == [0x02, 0x00] {
+        let long = matches!(&bytes[pos + 4..pos + 6], b"OB" | b"OW" | b"UN" | b"SQ" | b"UT");
+        pos += if long { 12 + u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize } else { 8 + usize::from(u16::from_le_bytes([bytes[pos + 6], bytes[pos + 7]])) };
+    }
+    pos
+}
+
+/// A deflated data set is inflated (at most MAX_INFLATED bytes) and scanned like any other:
+/// image_dfl.dcm with its Pixel Data declaring 2 GiB, deflated again, is refused by the scan
+/// before dicom-rs would allocate 2 GiB; a stream that does not inflate is an error.
+#[test]
+fn a_deflated_data_set_is_scanned() {
+    use std::io::{Read, Write};
+    let bytes = corpus_file("image_dfl.dcm");
+    let start = meta_end(&bytes);
+    let mut data = Vec::new();
+    flate2::read::DeflateDecoder::new(&bytes[start..]).read_to_end(&mut data).unwrap();
+    let at = data.windows(4).position(|w| w == [0xE0, 0x7F, 0x10, 0x00]).expect("Pixel Data");
+    data[at + 8..at + 12].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&data).unwrap();
+    let hostile = [&bytes[..start], &enc.finish().unwrap()].concat();
+    let e = Dicom::parse(&hostile, "bomb.dcm").err().expect("an error").to_string();
+    assert!(e.contains("bomb.dcm") && e.contains("(7FE0,0010)") && e.contains("declares 2147483632 bytes"), "{e}");
+    let broken = [&bytes[..start], &[0xFF; 64][..]].concat();
+    let e = Dicom::parse(&broken, "broken.dcm").err().expect("an error").to_string();
+    assert!(e.contains("does not inflate"), "{e}");
+}

@@ -75,7 +75,16 @@ impl Dicom {
         // dicom-rs allocates each value at its declared length: refuse lengths the file cannot hold
         let scanned = scan::check_lengths(bytes).map_err(|e| error(name, e))?;
         let relabelled;
-        let (parse, stated) = if scanned.implicit_despite_meta {
+        let (parse, stated) = if let Some(file) = &scanned.inflated {
+            // a deflated data set, inflated and scanned: dicom-rs reads it as explicit VR LE
+            // (or implicit, when the inflated data set turned out to be)
+            if scanned.implicit_despite_meta {
+                relabelled = scan::with_transfer_syntax(file, "1.2.840.10008.1.2");
+                (relabelled.as_slice(), Some(scanned.transfer_syntax.clone()))
+            } else {
+                (file.as_slice(), Some(scanned.transfer_syntax.clone()))
+            }
+        } else if scanned.implicit_despite_meta {
             // pydicom reads such a data set as implicit VR; dicom-rs reads what the meta says
             let stated = scanned.transfer_syntax.clone();
             relabelled = scan::with_transfer_syntax(bytes, "1.2.840.10008.1.2");

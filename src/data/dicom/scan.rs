@@ -16,7 +16,9 @@
 //!   delimiter. Each item must have a defined length that fits; the fragments are compressed
 //!   bytes (JPEG markers, RLE segments) and are skipped, never read as element headers.
 //!
-//! A deflated data set (1.2.840.10008.1.2.1.99) is compressed and is left to dicom-rs.
+//! A deflated data set (1.2.840.10008.1.2.1.99) is inflated here, up to [`MAX_INFLATED`]
+//! bytes (a deflate bomb stops there), and the inflated data set is scanned and handed to
+//! dicom-rs as explicit VR little endian.
 
 /// VRs whose explicit-VR header has a 2-byte length (PS3.5 7.1.2). Every other VR, an
 /// unknown one included (dicom-rs reads it as UN), has 2 reserved bytes and a 4-byte length.
@@ -87,7 +89,15 @@ pub struct Scanned {
     pub implicit_despite_meta: bool,
     /// The meta group's Transfer Syntax UID, without padding.
     pub transfer_syntax: String,
+    /// A deflated file with its data set inflated (and its meta group saying explicit VR
+    /// little endian), scanned like any other.
+    pub inflated: Option<Vec<u8>>,
 }
+
+/// Largest inflated data set accepted from a Deflated Explicit VR Little Endian file (1 GiB).
+pub const MAX_INFLATED: u64 = 1 << 30;
+
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Whether `vr` is one of the VRs of PS3.5 6.2.
 fn known_vr(vr: [u8; 2]) -> bool {
@@ -99,6 +109,7 @@ fn known_vr(vr: [u8; 2]) -> bool {
 /// element whose declared length does not fit, or the structure that is broken.
 pub fn check_lengths(bytes: &[u8]) -> Result<Scanned, String> {
     let mut scanned = Scanned::default();
+    let mut deflated = false;
     let meta = Encoding { explicit: true, big_endian: false };
     let mut data_set = meta;
     let mut pos = 132;
@@ -113,11 +124,26 @@ pub fn check_lengths(bytes: &[u8]) -> Result<Scanned, String> {
             match scanned.transfer_syntax.as_str() {
                 "1.2.840.10008.1.2" => data_set.explicit = false,
                 "1.2.840.10008.1.2.2" => data_set.big_endian = true,
-                "1.2.840.10008.1.2.1.99" => return Ok(scanned), // deflated: not walkable here
+                "1.2.840.10008.1.2.1.99" => deflated = true,
                 _ => {}
             }
         }
         pos = start + len;
+    }
+    if deflated {
+        use std::io::Read;
+        let mut data = Vec::new();
+        let mut inflate = flate2::read::DeflateDecoder::new(&bytes[pos..]).take(MAX_INFLATED + 1);
+        inflate.read_to_end(&mut data).map_err(|e| format!("the deflated data set at byte {pos} does not inflate: {e}"))?;
+        if data.len() as u64 > MAX_INFLATED {
+            return Err(format!("the deflated data set at byte {pos} inflates to more than {MAX_INFLATED} bytes"));
+        }
+        let (mut file, _) = relabelled_meta(bytes, EXPLICIT_LE);
+        file.extend_from_slice(&data);
+        let mut inner = check_lengths(&file)?;
+        inner.transfer_syntax = scanned.transfer_syntax;
+        inner.inflated = Some(file);
+        return Ok(inner);
     }
     if data_set.explicit && !data_set.big_endian && pos + 6 <= bytes.len() && !known_vr([bytes[pos + 4], bytes[pos + 5]]) {
         data_set.explicit = false;
@@ -170,6 +196,14 @@ pub fn check_lengths(bytes: &[u8]) -> Result<Scanned, String> {
 /// fixed), for a data set whose encoding the meta group misstates. Expects a file that
 /// [`check_lengths`] accepted.
 pub fn with_transfer_syntax(bytes: &[u8], uid: &str) -> Vec<u8> {
+    let (mut out, data_set) = relabelled_meta(bytes, uid);
+    out.extend_from_slice(&bytes[data_set..]);
+    out
+}
+
+/// The preamble and meta group of `bytes` with the Transfer Syntax UID `uid`, and where the
+/// data set starts in `bytes`.
+fn relabelled_meta(bytes: &[u8], uid: &str) -> (Vec<u8>, usize) {
     let meta = Encoding { explicit: true, big_endian: false };
     let mut value = uid.as_bytes().to_vec();
     if value.len() % 2 == 1 {
@@ -195,8 +229,7 @@ pub fn with_transfer_syntax(bytes: &[u8], uid: &str) -> Vec<u8> {
     out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00]);
     out.extend_from_slice(&(group.len() as u32).to_le_bytes());
     out.extend_from_slice(&group);
-    out.extend_from_slice(&bytes[pos..]);
-    out
+    (out, pos)
 }
 
 /// Whether the standard dictionary gives `tag` the VR SQ (how dicom-rs reads implicit VR).
