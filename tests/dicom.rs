@@ -376,3 +376,37 @@ fn a_deflated_data_set_is_scanned() {
     let e = Dicom::parse(&broken, "broken.dcm").err().expect("an error").to_string();
     assert!(e.contains("does not inflate"), "{e}");
 }
+
+/// Frames located by the Extended Offset Table (7FE0,0001/0002), which pydicom honours: the
+/// two frames of SC_rgb_rle_2frame.dcm stored in reverse order, with an empty Basic Offset
+/// Table and an Extended Offset Table pointing at each. Without it, frame 0 would be the
+/// first fragment (frame 1's pixels).
+#[test]
+fn the_extended_offset_table_locates_frames() {
+    let dir = scratch("eot");
+    let (src, out) = (dir.join("src"), dir.join("out"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    let script = r#"
+import sys, struct, pydicom
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_frames
+ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
+f0, f1 = list(generate_frames(ds.PixelData, number_of_frames=2))
+ds.PixelData = encapsulate([f1, f0], has_bot=False)
+pad = lambda f: len(f) + len(f) % 2
+ds.ExtendedOffsetTable = struct.pack("<2Q", 8 + pad(f1), 0)
+ds.ExtendedOffsetTableLengths = struct.pack("<2Q", len(f0), len(f1))
+ds.save_as(sys.argv[1] + "/eot.dcm")
+"#;
+    assert!(Command::new(python()).args(["-c", script]).arg(&src).status().unwrap().success(), "writing eot.dcm with pydicom");
+    assert!(Command::new(python()).arg(root().join("tests/dicom_reference.py")).arg(&src).arg(&out).status().unwrap().success());
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["files"][0]["decoded"].as_bool().unwrap(), "pydicom: {}", manifest["files"][0]["error"]);
+    let (values, _, _) = ours(&std::fs::read(src.join("eot.dcm")).unwrap(), "eot.dcm").unwrap();
+    let want: Vec<i64> = std::fs::read(out.join("0.pixels")).unwrap().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(values, want);
+    let original = Dicom::parse(&corpus_file("SC_rgb_rle_2frame.dcm"), "2frame.dcm").unwrap();
+    assert_eq!(values[..values.len() / 2], original.pixel_array(0).unwrap().values[..]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -28,7 +28,12 @@ pub(crate) fn decode_frame(d: &Dicom, index: usize) -> Result<PixelArray> {
     let element = d.obj.element(Tag(0x7FE0, 0x0010)).map_err(|e| error(&d.name, e))?;
     let (values, photometric) = match element.value() {
         Value::PixelSequence(seq) => {
-            let frame = encapsulated_frame(seq.offset_table(), seq.fragments(), info.frames, index).map_err(|e| error(&d.name, e))?;
+            let extended = extended_offsets(d).map_err(|e| error(&d.name, e))?;
+            let frame = match &extended {
+                Some((offsets, lengths)) => extended_frame(offsets, lengths, seq.fragments(), index),
+                None => encapsulated_frame(seq.offset_table(), seq.fragments(), info.frames, index),
+            }
+            .map_err(|e| error(&d.name, e))?;
             codecs::decode(info, &frame).map_err(|e| error(&d.name, format!("frame {index}: {e}")))?
         }
         Value::Primitive(v) => {
@@ -68,6 +73,40 @@ pub fn ybr_full_to_rgb(values: &mut [i64]) {
             *out = (v + 0.5).floor().clamp(0.0, 255.0) as i64;
         }
     }
+}
+
+/// The Extended Offset Table (7FE0,0001) and its lengths (7FE0,0002), 64-bit little endian,
+/// when the file has them.
+fn extended_offsets(d: &Dicom) -> std::result::Result<Option<(Vec<u64>, Vec<u64>)>, String> {
+    let read = |tag: Tag| -> std::result::Result<Option<Vec<u64>>, String> {
+        let Some(e) = d.obj.get(tag) else { return Ok(None) };
+        let bytes = e.to_bytes().map_err(|err| format!("{tag}: {err}"))?;
+        if bytes.len() % 8 != 0 {
+            return Err(format!("{tag} holds {} bytes, not whole 64-bit values", bytes.len()));
+        }
+        Ok(Some(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default())).collect()))
+    };
+    match (read(Tag(0x7FE0, 0x0001))?, read(Tag(0x7FE0, 0x0002))?) {
+        (Some(o), Some(l)) if !o.is_empty() => Ok(Some((o, l))),
+        _ => Ok(None),
+    }
+}
+
+/// Frame `index` by the Extended Offset Table, as pydicom's `get_frame` reads it: the
+/// `lengths[index]` bytes of the fragment whose item starts at `offsets[index]` (offsets count
+/// from the first item after the Basic Offset Table; one fragment per frame).
+pub fn extended_frame(offsets: &[u64], lengths: &[u64], fragments: &[Vec<u8>], index: usize) -> std::result::Result<Vec<u8>, String> {
+    let (Some(&offset), Some(&length)) = (offsets.get(index), lengths.get(index)) else {
+        return Err(format!("the Extended Offset Table has {} offsets and {} lengths, frame {index} requested", offsets.len(), lengths.len()));
+    };
+    let mut at = 0u64;
+    for f in fragments {
+        if at == offset {
+            return f.get(..length as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("frame {index}: the Extended Offset Table's length {length} exceeds its {}-byte fragment", f.len()));
+        }
+        at += 8 + f.len() as u64;
+    }
+    Err(format!("frame {index}: Extended Offset Table offset {offset} is not at a fragment"))
 }
 
 /// The fragments of frame `index` of encapsulated pixel data, joined, as pydicom's
