@@ -7,7 +7,8 @@
 #                             an integer weight, a missing and an extra key
 #   fuzz/corpus/arrow/        the test suite's upstream-shaped Arrow files, the first byte
 #                             choosing the file name the target opens them as
-#   fuzz/corpus/image/        the test images (PNG, JPEG, TIFF, BMP) and pydicom's MR and CT samples
+#   fuzz/corpus/image/        the test images (PNG, JPEG, TIFF, BMP) and pydicom's DICOM samples of
+#                             every transfer syntax (native, deflated, RLE, JPEG, JPEG 2000, JPEG-LS)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fx="$root/tests/fixtures/checkpoint"
@@ -40,7 +41,10 @@ variants = {
 }
 for name, sd in variants.items():
     save_file(sd, os.path.join(c, "safetensors", name + ".safetensors"))
-for name in ("MR_small.dcm", "CT_small.dcm"):
+for name in ("MR_small.dcm", "CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "image_dfl.dcm",
+             "MR_small_RLE.dcm", "SC_rgb_rle_32bit_2frame.dcm", "SC_rgb_small_odd_jpeg.dcm", "SC_rgb_jpeg.dcm",
+             "SC_rgb_jpeg_gdcm.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+             "liver_1frame.dcm", "SC_ybr_full_422_uncompressed.dcm"):
     shutil.copy(get_testdata_file(name), os.path.join(c, "image", name))
 PY
 # the arrow target reads byte 0 as the file-name choice (index into its NAMES), then the file

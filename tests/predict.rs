@@ -126,6 +126,11 @@ fn retrieval_ranks_images_as_sorting_retrieval_scores() {
 
 /// A 16 × 16 8-bit MONOCHROME2 DICOM file of `pixels` (row-major).
 fn write_dicom(path: &Path, pixels: Vec<u8>) {
+    write_dicom_frames(path, pixels, 1);
+}
+
+/// A 16 × 16 8-bit MONOCHROME2 DICOM file of `frames` frames, `pixels` holding them in order.
+fn write_dicom_frames(path: &Path, pixels: Vec<u8>, frames: u16) {
     use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
     use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
     let us = |tag: Tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
@@ -134,6 +139,7 @@ fn write_dicom(path: &Path, pixels: Vec<u8>) {
         DataElement::new(Tag(0x0008, 0x0018), VR::UI, PrimitiveValue::from("1.2.3.4.5")),
         us(Tag(0x0028, 0x0002), 1),
         DataElement::new(Tag(0x0028, 0x0004), VR::CS, PrimitiveValue::from("MONOCHROME2")),
+        DataElement::new(Tag(0x0028, 0x0008), VR::IS, PrimitiveValue::from(frames.to_string())),
         us(Tag(0x0028, 0x0010), 16),
         us(Tag(0x0028, 0x0011), 16),
         us(Tag(0x0028, 0x0100), 8),
@@ -180,6 +186,27 @@ fn every_image_format_loads() {
     std::fs::write(dcm.with_file_name("notes.txt"), "not an image").unwrap();
     let folder = ImageSet::open(dcm.parent().unwrap()).unwrap();
     assert_eq!((folder.len(), folder.name(0), folder.name(1)), (2, "ramp.dcm", "ramp.png"));
+}
+
+/// `predict --frame N`: frame N of a multi-frame DICOM file is the image; frames count from
+/// 0, and one past the last is an error. Frames 0 and 1 are a ramp and its reverse, each
+/// compared with a PNG of the same pixels.
+#[test]
+fn a_dicom_frame_is_chosen_by_index() {
+    let m = golden("train-vqa", None);
+    let ramp: Vec<u8> = (0..=255u8).collect();
+    let reversed: Vec<u8> = ramp.iter().rev().copied().collect();
+    let dir = scratch("frames");
+    let dcm = dir.join("two.dcm");
+    write_dicom_frames(&dcm, [ramp.clone(), reversed.clone()].concat(), 2);
+    for (frame, pixels) in [(0, ramp), (1, reversed)] {
+        let png = dir.join(format!("frame{frame}.png"));
+        image::GrayImage::from_raw(16, 16, pixels).unwrap().save(&png).unwrap();
+        let diff = (m.image_from_file_frame(&dcm, frame).unwrap() - m.image_from_file(&png).unwrap()).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "frame {frame} differs from its PNG by {diff}");
+    }
+    let e = m.image_from_file_frame(&dcm, 2).unwrap_err().to_string();
+    assert!(e.contains("two.dcm") && e.contains("frame 2 requested, the file has 2"), "{e}");
 }
 
 #[test]

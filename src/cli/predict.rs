@@ -38,6 +38,9 @@ pub enum Command {
         /// The image file.
         #[arg(long)]
         image: PathBuf,
+        /// Which frame of a multi-frame DICOM image, from 0 (other images have only frame 0).
+        #[arg(long, default_value_t = 0)]
+        frame: usize,
         /// The question, in words.
         #[arg(long)]
         question: String,
@@ -55,6 +58,9 @@ pub enum Command {
         /// The image file.
         #[arg(long)]
         image: PathBuf,
+        /// Which frame of a multi-frame DICOM image, from 0 (other images have only frame 0).
+        #[arg(long, default_value_t = 0)]
+        frame: usize,
         /// The caption to score.
         #[arg(long)]
         text: String,
@@ -89,9 +95,9 @@ fn print_json(v: &impl Serialize) -> m3ae::Result<()> {
 /// Runs the prediction and prints it (a table, or JSON with `--json`).
 pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
     match &args.command {
-        Command::Vqa { model, image, question, answers, top_k } => {
+        Command::Vqa { model, image, frame, question, answers, top_k } => {
             let m = load(model, answers.as_deref(), device)?;
-            let found = vqa::vqa(&m, &m.image_from_file(image)?, question, *top_k)?;
+            let found = vqa::vqa(&m, &m.image_from_file_frame(image, *frame)?, question, *top_k)?;
             if model.json {
                 return print_json(&serde_json::json!({ "image": image, "question": question, "answers": found })).map(|_| true);
             }
@@ -104,9 +110,9 @@ pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
                 println!("(no answers.json in {}: pass --answers FILE to name the labels)", model.model.display());
             }
         }
-        Command::Match { model, image, text } => {
+        Command::Match { model, image, frame, text } => {
             let m = load(model, None, device)?;
-            let s = itm::itm(&m, &m.image_from_file(image)?, text)?;
+            let s = itm::itm(&m, &m.image_from_file_frame(image, *frame)?, text)?;
             if model.json {
                 return print_json(&serde_json::json!({ "image": image, "text": text, "match": s })).map(|_| true);
             }

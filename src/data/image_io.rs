@@ -1,7 +1,8 @@
 //! Image decoding to RGBA, matching `PIL.Image.open(f).convert("RGBA")`.
 //!
 //! Formats are recognised by their magic bytes: JPEG goes through libjpeg-turbo (the decoder
-//! Pillow ships; default settings: islow IDCT, fancy upsampling), DICOM through dicom-rs, and
+//! Pillow ships; default settings: islow IDCT, fancy upsampling), DICOM through
+//! [`super::dicom`] (its pixels as pydicom's `pixel_array`, then rendered to 8 bits), and
 //! PNG, TIFF and BMP through the `image` crate. Sample conversions follow Pillow's modes:
 //! - 8-bit grey `L` → RGBA replicates the grey value, alpha 255; grey+alpha keeps its alpha.
 //! - 16-bit PNG colour is read by Pillow as its high byte (`RGB;16B`); 16-bit grey becomes
@@ -12,8 +13,6 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use dicom_object::file::{OpenFileOptions, ReadPreamble};
-use dicom_pixeldata::{ConvertOptions, PhotometricInterpretation, PixelDecoder, VoiLutOption};
 use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbaImage};
 
 use crate::{Error, Result};
@@ -59,17 +58,33 @@ fn check_size(name: &str, width: u64, height: u64) -> Result<()> {
     Ok(())
 }
 
-/// Reads and decodes an image file to RGBA.
+/// Reads and decodes an image file to RGBA (a multi-frame DICOM file: its first frame).
 pub fn open_rgba(path: &Path) -> Result<RgbaImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_rgba(&bytes, &path.display().to_string())
+    open_rgba_frame(path, 0)
 }
 
-/// Decodes encoded image bytes to RGBA; `name` (file, column, row…) is used in errors.
+/// Reads and decodes frame `frame` (from 0) of an image file to RGBA. Only DICOM files have
+/// more than one frame; any other format accepts frame 0 only.
+pub fn open_rgba_frame(path: &Path, frame: usize) -> Result<RgbaImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_rgba_frame(&bytes, &path.display().to_string(), frame)
+}
+
+/// Decodes encoded image bytes to RGBA; `name` (file, column, row…) is used in errors. A
+/// multi-frame DICOM image gives its first frame.
 pub fn decode_rgba(bytes: &[u8], name: &str) -> Result<RgbaImage> {
-    match Format::sniff(bytes) {
+    decode_rgba_frame(bytes, name, 0)
+}
+
+/// Decodes frame `frame` (from 0) of encoded image bytes to RGBA.
+pub fn decode_rgba_frame(bytes: &[u8], name: &str, frame: usize) -> Result<RgbaImage> {
+    let format = Format::sniff(bytes);
+    if frame > 0 && format != Some(Format::Dicom) {
+        return Err(image_error(name, format!("frame {frame} requested, but only DICOM images have more than one frame")));
+    }
+    match format {
         Some(Format::Jpeg) => decode_jpeg(bytes, name),
-        Some(Format::Dicom) => decode_dicom(bytes, name),
+        Some(Format::Dicom) => super::dicom::decode_rgba(bytes, name, frame),
         Some(Format::Other(format)) => decode_other(bytes, format, name),
         None => Err(image_error(name, "not a PNG, JPEG, TIFF, BMP or DICOM image")),
     }
@@ -159,96 +174,4 @@ fn pil_rgba(decoded: DynamicImage) -> RgbaImage {
         }),
         other => other.into_rgba8(),
     }
-}
-
-/// DICOM through dicom-rs, first frame only.
-///
-/// Monochrome images apply the modality LUT (Rescale Slope/Intercept, identity when absent),
-/// then the first VOI window stored in the file (Window Center/Width, DICOM's linear function,
-/// rounded); without a stored window the rescaled values are min-max normalised to 0..=255.
-/// VOI LUT tables and sigmoid windows are not applied.
-/// MONOCHROME1 is inverted so that larger values are brighter. RGB images are used as stored.
-fn decode_dicom(bytes: &[u8], name: &str) -> Result<RgbaImage> {
-    // dicom-rs allocates each value at its declared length: refuse lengths the file cannot hold
-    super::dicom_scan::check_lengths(bytes).map_err(|e| image_error(name, e))?;
-    let obj = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .from_reader(bytes)
-        .map_err(|e| image_error(name, e))?;
-    let dim = |tag: &str| -> Result<u64> {
-        let elem = obj.element_by_name(tag).map_err(|e| image_error(name, e))?;
-        elem.to_int::<u64>().map_err(|e| image_error(name, format!("{tag}: {e}")))
-    };
-    let (w, h) = (dim("Columns")?, dim("Rows")?);
-    check_size(name, w, h)?;
-    // native (uncompressed) pixel data must hold every sample the header promises: dicom-rs
-    // sizes its buffers from the header, so a short element would cost a frame-sized allocation
-    let pixels = obj.element(dicom_object::Tag(0x7FE0, 0x0010)).map_err(|e| image_error(name, e))?;
-    let opt = |tag: &str, default: u64| obj.element_by_name(tag).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(default);
-    // dicom-pixeldata asserts on these (and panics) rather than returning an error
-    let (allocated, stored) = (opt("BitsAllocated", 8), opt("BitsStored", 8));
-    if !matches!(allocated, 1 | 8 | 16 | 32 | 64) || stored == 0 || stored > 32 || stored > allocated {
-        return Err(image_error(name, format!("BitsAllocated {allocated} / BitsStored {stored} is not a pixel format")));
-    }
-    if let dicom_core::value::Value::Primitive(v) = pixels.value() {
-        let need = w * h * opt("SamplesPerPixel", 1) * opt("BitsAllocated", 8).div_ceil(8);
-        let have = v.calculate_byte_len() as u64;
-        if have < need {
-            return Err(image_error(name, format!("pixel data holds {have} bytes, {w}x{h} pixels need {need}")));
-        }
-    }
-    let pixel = obj.decode_pixel_data_frame(0).map_err(|e| image_error(name, e))?;
-    let photometric = pixel.photometric_interpretation().clone();
-    let (w, h) = (pixel.columns(), pixel.rows());
-    check_size(name, u64::from(w), u64::from(h))?;
-    let window = pixel.window().map_err(|e| image_error(name, e))?.and_then(|w| w.first().copied());
-    let n = (w * h) as usize;
-    let rgba: Vec<u8> = match photometric {
-        PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2 => {
-            // Modality LUT only; the VOI step is applied below.
-            let options = ConvertOptions::new().with_voi_lut(VoiLutOption::Identity);
-            let values: Vec<f64> = pixel.to_vec_frame_with_options(0, &options).map_err(|e| image_error(name, e))?;
-            if values.len() != n {
-                return Err(image_error(name, format!("{} samples for {w}x{h} pixels", values.len())));
-            }
-            let grey = match window {
-                Some(win) => values.iter().map(|&x| window_linear(x, win.center, win.width)).collect(),
-                None => min_max(&values),
-            };
-            let invert = photometric == PhotometricInterpretation::Monochrome1;
-            grey.into_iter().flat_map(|g: u8| {
-                let g = if invert { 255 - g } else { g };
-                [g, g, g, 255]
-            }).collect()
-        }
-        PhotometricInterpretation::Rgb => {
-            let options = ConvertOptions::new().with_voi_lut(VoiLutOption::Identity);
-            let samples: Vec<u8> = pixel.to_vec_frame_with_options(0, &options).map_err(|e| image_error(name, e))?;
-            if samples.len() != n * 3 {
-                return Err(image_error(name, format!("{} samples for {w}x{h} RGB pixels", samples.len())));
-            }
-            samples.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
-        }
-        other => return Err(image_error(name, format!("unsupported DICOM photometric interpretation {other}"))),
-    };
-    RgbaImage::from_raw(w, h, rgba).ok_or_else(|| image_error(name, "decoded buffer size mismatch"))
-}
-
-/// DICOM's linear VOI function (PS3.3 C.11.2.1.2) onto 0..=255, rounded.
-fn window_linear(x: f64, center: f64, width: f64) -> u8 {
-    let width = width.max(1.0);
-    let y = if width <= 1.0 {
-        if x < center - 0.5 { 0.0 } else { 255.0 }
-    } else {
-        ((x - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0
-    };
-    y.clamp(0.0, 255.0).round() as u8
-}
-
-/// Min-max normalisation onto 0..=255, rounded (all zeros for a constant image).
-fn min_max(values: &[f64]) -> Vec<u8> {
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let range = hi - lo;
-    values.iter().map(|&x| if range > 0.0 { ((x - lo) / range * 255.0).round() as u8 } else { 0 }).collect()
 }

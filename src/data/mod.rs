@@ -6,7 +6,7 @@ pub mod bench;
 pub mod check;
 pub mod collate;
 pub mod dataset;
-mod dicom_scan;
+pub mod dicom;
 pub mod image_io;
 pub mod image_set;
 pub mod loader;

@@ -9,7 +9,7 @@ use tch::{nn, Device, Tensor};
 
 use super::answers::{AnswerVocab, ANSWERS_FILE};
 use crate::config::M3aeConfig;
-use crate::data::image_io::open_rgba;
+use crate::data::image_io::open_rgba_frame;
 use crate::data::tokenizer::TextTokenizer;
 use crate::data::transforms::{Transform, TransformKind};
 use crate::error::{Error, Result};
@@ -91,13 +91,19 @@ impl M3ae {
         self.model.device()
     }
 
-    /// An image file (PNG, JPEG, TIFF, BMP or DICOM) through the evaluation transform:
-    /// [3, S, S] float32 on the CPU.
+    /// An image file (PNG, JPEG, TIFF, BMP or DICOM; a multi-frame DICOM file's first frame)
+    /// through the evaluation transform: [3, S, S] float32 on the CPU.
     pub fn image_from_file(&self, path: &Path) -> Result<Tensor> {
+        self.image_from_file_frame(path, 0)
+    }
+
+    /// Frame `frame` (from 0; only DICOM files have more than one) of an image file through
+    /// the evaluation transform.
+    pub fn image_from_file_frame(&self, path: &Path, frame: usize) -> Result<Tensor> {
         if !path.is_file() {
             return Err(Error::Image { name: path.display().to_string(), reason: "no such file".into() });
         }
-        self.image_from_rgba(&open_rgba(path)?)
+        self.image_from_rgba(&open_rgba_frame(path, frame)?)
     }
 
     /// A decoded image through the evaluation transform: [3, S, S] float32 on the CPU.
