@@ -21,6 +21,9 @@ mod kill_in_write;
 #[path = "train/adamw.rs"]
 mod adamw;
 
+#[path = "train/contrastive.rs"]
+mod contrastive;
+
 #[test]
 fn metrics_match_values_worked_out_by_hand() {
     // VQA: 4 questions; argmax answers 1, 0, 2, 2; the argmax's target scores 1, 0.3, 0, 1

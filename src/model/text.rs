@@ -100,4 +100,14 @@ impl RobertaModel {
             config: *c,
         }
     }
+
+    /// Embeddings then every layer, as upstream's `infer` runs the text encoder (the pooler is
+    /// not used). ids [B, L], `mask` additive [B, 1, 1, L] -> [B, L, D].
+    pub fn forward_t(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let mut t = self.embeddings.forward_t(ids, train);
+        for layer in &self.layers {
+            t = layer.forward_t(&t, mask, train);
+        }
+        t
+    }
 }
