@@ -80,6 +80,25 @@ fn demo(out: &std::path::Path) -> String {
 }
 
 #[test]
+fn the_paired_interval_matches_a_worked_example() {
+    use m3ae::demo::stats::{paired_interval, t_critical_95};
+    // Student t 0.975 quantiles from the tables (Abramowitz & Stegun 26.7; to 6 digits)
+    for (df, t) in [(1, 12.7062), (2, 4.30265), (3, 3.18245), (4, 2.77645), (9, 2.26216), (30, 2.04227)] {
+        assert!((t_critical_95(df) - t).abs() < 1e-4, "df {df}: {} against {t}", t_critical_95(df));
+    }
+    // three seeds: differences 0.05, 0.08, 0.03; mean 0.053333; sd sqrt(0.0012667 / 2) = 0.025166;
+    // half width 4.302653 · 0.025166 / sqrt(3) = 0.062516: [-0.009183, 0.115849], not resolved
+    let i = paired_interval(&[0.50, 0.55, 0.53], &[0.45, 0.47, 0.50]).unwrap();
+    assert!((i.mean - 0.053333).abs() < 1e-6 && (i.sd - 0.025166).abs() < 1e-6, "{i:?}");
+    assert!((i.low + 0.009183).abs() < 1e-5 && (i.high - 0.115849).abs() < 1e-5, "{i:?}");
+    assert!(!i.resolved && i.n == 3);
+    // shifting the second variant down by 0.02 moves the interval to [0.0108, 0.1358]: resolved
+    let j = paired_interval(&[0.50, 0.55, 0.53], &[0.43, 0.45, 0.48]).unwrap();
+    assert!(j.resolved && (j.low - 0.010817).abs() < 1e-5, "{j:?}");
+    assert!(paired_interval(&[0.5], &[0.4]).is_none() && paired_interval(&[0.5, 0.6], &[0.4]).is_none());
+}
+
+#[test]
 fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
     let out = std::env::temp_dir().join(format!("m3ae-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);

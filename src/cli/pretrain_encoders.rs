@@ -59,6 +59,8 @@ pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
     }
     let pipe = Pipeline::new(&config)?;
     let (train, val) = (Pairs::load(&pipe, "train")?, Pairs::load(&pipe, "val")?);
+    towers.check(&train, "training")?;
+    towers.check(&val, "validation")?;
     println!("pretrain-encoders: {} training pairs, {} validation pairs, {} epochs of batch {}", train.len(), val.len(), opts.epochs, opts.batch);
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     write_json(&args.out.join("config.json"), &serde_json::json!({"config": &config, "recipe": opts}))?;

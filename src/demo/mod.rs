@@ -9,6 +9,7 @@
 //! - [`plan`]: the study as `m3ae` command lines with dependencies.
 //! - [`runner`]: runs them as child processes, a few at a time, resumably.
 //! - [`results`]: the numbers read back and aggregated over seeds.
+//! - [`stats`]: paired-by-seed differences with 95% t-intervals.
 //! - [`report`], [`figures`]: `report.md`, `results.json`, `losses.png`, `metrics.png`.
 //! - [`model_figures`]: `mim_reconstructions.png`, `attention.png` from the study's checkpoints.
 pub mod figures;
@@ -18,6 +19,7 @@ pub mod presets;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

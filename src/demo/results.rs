@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::plan::{Job, JobKind, Variant};
+use super::stats::{paired_interval, Interval};
 use crate::error::{Error, Result};
 use crate::report::plot::read_metrics;
 
@@ -79,11 +80,32 @@ pub struct Curves {
     pub losses: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
+/// A paired-by-seed difference `a − b` of one fine-tuning metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contrast {
+    pub a: String,
+    pub b: String,
+    pub column: String,
+    /// The seeds both variants have.
+    pub seeds: Vec<u64>,
+    /// None with fewer than two common seeds.
+    pub interval: Option<Interval>,
+}
+
+/// The contrasts the study reports: `full` against each ablation, and each pre-trained
+/// variant against no pre-training.
+pub fn contrast_pairs() -> Vec<(Variant, Variant)> {
+    let mut out = vec![(Variant::Full, Variant::NoMim), (Variant::Full, Variant::NoMlm), (Variant::Full, Variant::None)];
+    out.extend(Variant::PRETRAINED.iter().map(|&v| (v, Variant::Scratch)));
+    out
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyResults {
     pub rows: Vec<Row>,
     pub curves: Vec<Curves>,
+    pub contrasts: Vec<Contrast>,
 }
 
 /// The metrics `m3ae test` wrote for a fine-tuning run.
@@ -137,7 +159,24 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
             Row { variant: variant.name().into(), cells }
         })
         .collect();
-    Ok(StudyResults { rows, curves })
+    let mut contrasts = Vec::new();
+    for (a, b) in contrast_pairs() {
+        for (c, col) in COLUMNS.iter().enumerate().filter(|(_, col)| col.source != "pretrain") {
+            let (Some(va), Some(vb)) = (values.get(&(a, c)), values.get(&(b, c))) else { continue };
+            let common: Vec<(u64, f64, f64)> = va.iter().filter_map(|&(s, x)| vb.iter().find(|(t, _)| *t == s).map(|&(_, y)| (s, x, y))).collect();
+            let mut common = common;
+            common.sort_by_key(|(s, _, _)| *s);
+            let (xs, ys): (Vec<f64>, Vec<f64>) = common.iter().map(|&(_, x, y)| (x, y)).unzip();
+            contrasts.push(Contrast {
+                a: a.name().into(),
+                b: b.name().into(),
+                column: col.header.into(),
+                seeds: common.iter().map(|c| c.0).collect(),
+                interval: paired_interval(&xs, &ys),
+            });
+        }
+    }
+    Ok(StudyResults { rows, curves, contrasts })
 }
 
 /// The table as Markdown: `mean ± spread` per cell, `—` where a metric does not apply.
@@ -154,6 +193,37 @@ pub fn markdown_table(results: &StudyResults) -> String {
             })
             .collect();
         out.push_str(&format!("| {} | {} |\n", row.variant, cells.join(" | ")));
+    }
+    out
+}
+
+/// The contrasts as Markdown: one row per pair, `mean [low, high]` per fine-tuning metric (in
+/// points for percentages), **bold** where the 95% interval excludes 0.
+pub fn contrast_table(results: &StudyResults) -> String {
+    let cols: Vec<&Column> = COLUMNS.iter().filter(|c| results.contrasts.iter().any(|x| x.column == c.header)).collect();
+    let mut out = format!("| contrast | {} |\n|---|{}\n", cols.iter().map(|c| c.header).collect::<Vec<_>>().join(" | "), "---:|".repeat(cols.len()));
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for x in &results.contrasts {
+        if !pairs.contains(&(x.a.as_str(), x.b.as_str())) {
+            pairs.push((&x.a, &x.b));
+        }
+    }
+    for (a, b) in pairs {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let found = results.contrasts.iter().find(|x| x.a == a && x.b == b && x.column == c.header);
+                match found.and_then(|x| x.interval.as_ref()) {
+                    Some(i) => {
+                        let k = if c.percent { 100.0 } else { 1.0 };
+                        let text = format!("{:+.1} [{:+.1}, {:+.1}]", k * i.mean, k * i.low, k * i.high);
+                        if i.resolved { format!("**{text}**") } else { text }
+                    }
+                    None => "—".into(),
+                }
+            })
+            .collect();
+        out.push_str(&format!("| {a} − {b} | {} |\n", cells.join(" | ")));
     }
     out
 }

@@ -41,7 +41,7 @@ impl RobertaEmbeddings {
     /// ids [B, L] -> [B, L, D]
     pub fn forward_t(&self, ids: &Tensor, train: bool) -> Tensor {
         let pos = self.position_ids(ids);
-        let (_, max_pos) = self.position_embeddings.ws.size2().unwrap();
+        let (max_pos, _) = self.position_embeddings.ws.size2().unwrap();
         let top = i64::try_from(pos.max()).unwrap_or(0);
         assert!(top < max_pos, "text: position id {top} needs more than the {max_pos} position embeddings (text too long)");
         let x = ids.apply(&self.word_embeddings) + ids.zeros_like().apply(&self.token_type_embeddings) + pos.apply(&self.position_embeddings);

@@ -94,6 +94,24 @@ impl Towers {
         Ok(Towers { vs, vision, text, visual_proj, text_projection, logit_scale })
     }
 
+    /// Refuses pairs the towers cannot read: an image of another size, a text longer than
+    /// the RoBERTa position table.
+    pub fn check(&self, pairs: &Pairs, what: &str) -> Result<()> {
+        let (len, positions) = (pairs.ids.size()[1], self.text.config.max_position_embeddings);
+        if len + 1 >= positions {
+            return Err(Error::Config(format!(
+                "pretrain-encoders: the {what} texts are {len} tokens wide but RoBERTa has {positions} position embeddings: lower `max_text_len` below {} or raise `max_position_embeddings` in the RoBERTa config",
+                positions - 1
+            )));
+        }
+        let (img, grid) = (pairs.image.size(), self.vision.visual.positional_embedding.size()[0]);
+        let p = self.vision.visual.patch_size;
+        if img.len() != 4 || img[2] % p != 0 || (img[2] / p) * (img[3] / p) + 1 != grid {
+            return Err(Error::Config(format!("pretrain-encoders: the {what} images are {img:?}, the vision tower's position table has {grid} rows (patch {p}): check `image_size`")));
+        }
+        Ok(())
+    }
+
     /// The unit-norm image and text embeddings [B, proj_dim] of a batch of pairs.
     pub fn embed(&self, image: &Tensor, ids: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {
         let v = self.vision.visual.forward(image, None).select(1, 0).matmul(&self.visual_proj);
@@ -210,6 +228,8 @@ pub struct EpochLog {
 /// torch's AdamW at a constant rate, validating on `val` after each epoch (`on_epoch` sees it).
 pub fn train(towers: &Towers, train: &Pairs, val: &Pairs, opts: &ContrastiveOptions, mut on_epoch: impl FnMut(&EpochLog)) -> Result<Vec<EpochLog>> {
     opts.check()?;
+    towers.check(train, "training")?;
+    towers.check(val, "validation")?;
     let b = opts.batch as i64;
     if train.len() < b {
         return Err(Error::Config(format!("pretrain-encoders: {} training pairs, fewer than one batch of {b}", train.len())));
