@@ -65,6 +65,7 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
         "rows": results.rows,
         "pretraining_curves": results.curves,
         "contrasts": results.contrasts,
+        "chance": results.baselines,
         "commands": commands,
     });
     crate::config::keys::write_json(&json_path, &doc)?;

@@ -106,6 +106,27 @@ pub struct StudyResults {
     pub rows: Vec<Row>,
     pub curves: Vec<Curves>,
     pub contrasts: Vec<Contrast>,
+    /// Chance levels and trivial baselines by column header (the table's `chance` row), with
+    /// how each was worked out.
+    pub baselines: BTreeMap<String, (f64, String)>,
+}
+
+/// The chance levels that follow from the study's shape alone: retrieval R@k = k/N with N
+/// test images (one caption each); ITM's loss ln 2 (half the pairs are false, upstream's
+/// draw); MIM's loss of predicting zeros, which with `norm_pix_loss` (each patch normalised by
+/// its mean and unbiased variance over P = 3·patch² values) is (P − 1)/P per patch.
+pub fn chance_levels(test_images: usize, patch_size: i64) -> BTreeMap<String, (f64, String)> {
+    let mut out = BTreeMap::new();
+    for (dir, name) in [("IR", "image retrieval"), ("TR", "text retrieval")] {
+        for k in [1usize, 5, 10] {
+            out.insert(format!("{dir} R@{k}"), ((k as f64 / test_images as f64).min(1.0), format!("{name}: {k}/{test_images}")));
+        }
+    }
+    out.insert("ITM loss".into(), (std::f64::consts::LN_2, "ln 2: half the pairs are false".into()));
+    let p = 3 * patch_size * patch_size;
+    out.insert("MIM loss".into(), ((p - 1) as f64 / p as f64, format!("predicting zeros: ({p} − 1)/{p}")));
+    out.insert("VQA closed".into(), (0.5, "yes/no, balanced by the generator".into()));
+    out
 }
 
 /// The metrics `m3ae test` wrote for a fine-tuning run.
@@ -133,7 +154,7 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
                 ("pretrain", finals)
             }
             JobKind::Test { task } => (task.as_str(), test_metrics(&job.run_dir)?),
-            JobKind::Finetune { .. } => continue,
+            JobKind::Finetune { .. } | JobKind::Encoders => continue,
         };
         for (c, col) in COLUMNS.iter().enumerate().filter(|(_, col)| col.source == source) {
             if let Some(&v) = found.get(col.metric) {
@@ -141,7 +162,7 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
             }
         }
     }
-    let mut variants: Vec<Variant> = jobs.iter().map(|j| j.variant).collect();
+    let mut variants: Vec<Variant> = jobs.iter().filter(|j| j.kind != JobKind::Encoders).map(|j| j.variant).collect();
     variants.sort();
     variants.dedup();
     let rows = variants
@@ -176,7 +197,7 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
             });
         }
     }
-    Ok(StudyResults { rows, curves, contrasts })
+    Ok(StudyResults { rows, curves, contrasts, baselines: BTreeMap::new() })
 }
 
 /// The table as Markdown: `mean ± spread` per cell, `—` where a metric does not apply.
@@ -193,6 +214,17 @@ pub fn markdown_table(results: &StudyResults) -> String {
             })
             .collect();
         out.push_str(&format!("| {} | {} |\n", row.variant, cells.join(" | ")));
+    }
+    if !results.baselines.is_empty() {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match results.baselines.get(c.header) {
+                Some((x, _)) if c.percent => format!("{:.1}", 100.0 * x),
+                Some((x, _)) => format!("{x:.3}"),
+                None => "—".into(),
+            })
+            .collect();
+        out.push_str(&format!("| *chance* | {} |\n", cells.join(" | ")));
     }
     out
 }
