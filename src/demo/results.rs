@@ -47,8 +47,8 @@ pub struct Column {
 }
 
 /// The table's columns: VQA overall/closed/open, both retrieval directions at 1/5/10, and
-/// the final pre-training validation losses.
-pub const COLUMNS: [Column; 12] = [
+/// the final pre-training validation accuracies (MLM, ITM) and losses.
+pub const COLUMNS: [Column; 14] = [
     Column { header: "VQA", source: "vqa_vqa_rad", metric: "vqa/test/score_epoch", percent: true },
     Column { header: "VQA closed", source: "vqa_vqa_rad", metric: "vqa/test/close_score_epoch", percent: true },
     Column { header: "VQA open", source: "vqa_vqa_rad", metric: "vqa/test/open_score_epoch", percent: true },
@@ -58,8 +58,10 @@ pub const COLUMNS: [Column; 12] = [
     Column { header: "TR R@1", source: "irtr_roco", metric: "test/recalls/tr_r1", percent: true },
     Column { header: "TR R@5", source: "irtr_roco", metric: "test/recalls/tr_r5", percent: true },
     Column { header: "TR R@10", source: "irtr_roco", metric: "test/recalls/tr_r10", percent: true },
+    Column { header: "MLM acc", source: "pretrain", metric: "mlm/val/accuracy_epoch", percent: true },
     Column { header: "MLM loss", source: "pretrain", metric: "mlm/val/loss_epoch", percent: false },
     Column { header: "MIM loss", source: "pretrain", metric: "mim/val/loss_epoch", percent: false },
+    Column { header: "ITM acc", source: "pretrain", metric: "itm/val/accuracy_epoch", percent: true },
     Column { header: "ITM loss", source: "pretrain", metric: "itm/val/loss_epoch", percent: false },
 ];
 
@@ -123,6 +125,7 @@ pub fn chance_levels(test_images: usize, patch_size: i64) -> BTreeMap<String, (f
         }
     }
     out.insert("ITM loss".into(), (std::f64::consts::LN_2, "ln 2: half the pairs are false".into()));
+    out.insert("ITM acc".into(), (0.5, "half the pairs are false".into()));
     let p = 3 * patch_size * patch_size;
     out.insert("MIM loss".into(), ((p - 1) as f64 / p as f64, format!("predicting zeros: ({p} − 1)/{p}")));
     out.insert("VQA closed".into(), (0.5, "yes/no, balanced by the generator".into()));
