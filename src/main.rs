@@ -30,6 +30,8 @@ enum Command {
     Data(cli::data::Args),
     /// Pre-train (MLM + MIM + ITM, upstream's task_pretrain_m3ae) into a run folder.
     Pretrain(cli::RunArgs),
+    /// Stage 0: contrastive (CLIP-style) pre-training of the vision and text encoders, saved where `vit` and `tokenizer` load them.
+    PretrainEncoders(cli::pretrain_encoders::Args),
     /// Fine-tune on a downstream task (upstream's task_finetune_* presets).
     Finetune(cli::finetune::Args),
     /// Evaluate a checkpoint on a split with upstream's metrics.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Data(args) => cli::data::run(args, device),
         Command::Bench(args) => cli::bench::run(args, device),
         Command::Pretrain(args) => cli::pretrain::run(args, device),
+        Command::PretrainEncoders(args) => cli::pretrain_encoders::run(args, device),
         Command::Finetune(args) => cli::finetune::run(args, device),
         Command::Test(args) => cli::test::run(args, device),
         Command::Plot(args) => cli::plot::run(args, device),

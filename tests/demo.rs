@@ -17,6 +17,9 @@ fn spec(out: &str) -> StudySpec {
         common: vec![("num_workers".into(), json!(1))],
         pretrain: vec![("max_steps".into(), json!(7))],
         finetune: vec![("vqa_vqa_rad".into(), vec![("max_steps".into(), json!(3))])],
+        encoders: None,
+        test_images: None,
+        patch_size: 8,
     }
 }
 
@@ -59,7 +62,18 @@ fn the_plan_ablates_each_variant_and_finetunes_from_its_checkpoint() {
                 assert_eq!(j.run_dir, ft.run_dir);
                 assert!(args.ends_with("--checkpoint best --split test"), "{args}");
             }
+            JobKind::Encoders => panic!("no stage 0 was asked for"),
         }
+    }
+    // with stage 0: one job first, which every pre-training run and every baseline waits for
+    let mut s = spec("/s");
+    s.encoders = Some(vec!["pretrain-encoders".into(), "--out".into(), "/s/runs/encoders".into()]);
+    let staged = plan(&s);
+    assert_eq!(staged.len(), jobs.len() + 1);
+    assert_eq!((staged[0].kind.clone(), staged[0].args.join(" ")), (JobKind::Encoders, "pretrain-encoders --out /s/runs/encoders".to_string()));
+    for j in &staged[1..] {
+        let waits = j.kind == JobKind::Pretrain || (j.variant == Variant::Scratch && matches!(j.kind, JobKind::Finetune { .. }));
+        assert_eq!(j.deps.contains(&0), waits, "{}: deps {:?}", j.id, j.deps);
     }
 }
 
@@ -77,6 +91,25 @@ fn demo(out: &std::path::Path) -> String {
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "m3ae demo failed:\n{text}\n{}", String::from_utf8_lossy(&o.stderr));
     text
+}
+
+#[test]
+fn the_paired_interval_matches_a_worked_example() {
+    use m3ae::demo::stats::{paired_interval, t_critical_95};
+    // Student t 0.975 quantiles from the tables (Abramowitz & Stegun 26.7; to 6 digits)
+    for (df, t) in [(1, 12.7062), (2, 4.30265), (3, 3.18245), (4, 2.77645), (9, 2.26216), (30, 2.04227)] {
+        assert!((t_critical_95(df) - t).abs() < 1e-4, "df {df}: {} against {t}", t_critical_95(df));
+    }
+    // three seeds: differences 0.05, 0.08, 0.03; mean 0.053333; sd sqrt(0.0012667 / 2) = 0.025166;
+    // half width 4.302653 · 0.025166 / sqrt(3) = 0.062516: [-0.009183, 0.115849], not resolved
+    let i = paired_interval(&[0.50, 0.55, 0.53], &[0.45, 0.47, 0.50]).unwrap();
+    assert!((i.mean - 0.053333).abs() < 1e-6 && (i.sd - 0.025166).abs() < 1e-6, "{i:?}");
+    assert!((i.low + 0.009183).abs() < 1e-5 && (i.high - 0.115849).abs() < 1e-5, "{i:?}");
+    assert!(!i.resolved && i.n == 3);
+    // shifting the second variant down by 0.02 moves the interval to [0.0108, 0.1358]: resolved
+    let j = paired_interval(&[0.50, 0.55, 0.53], &[0.43, 0.45, 0.48]).unwrap();
+    assert!(j.resolved && (j.low - 0.010817).abs() < 1e-5, "{j:?}");
+    assert!(paired_interval(&[0.5], &[0.4]).is_none() && paired_interval(&[0.5, 0.6], &[0.4]).is_none());
 }
 
 #[test]
@@ -102,8 +135,18 @@ fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
         assert_eq!(cells.contains_key("ITM loss"), v != "no-pretraining");
     }
     assert!(printed.contains("| no-pretraining |"), "the table is printed:\n{printed}");
+    // the chance row: R@1 = 1/8 with the quick study's 8 test images, MIM (192 − 1)/192
+    assert!(printed.contains("| *chance* |") && printed.contains("| 12.5 |") && printed.contains("0.995"), "chance levels:\n{printed}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("m3ae pretrain --run-dir") && report.contains("--ablate mim"), "the report lists the exact commands");
+    // stage 0 ran once, and every pre-training run and the baseline started from its encoders
+    assert!(report.contains("m3ae pretrain-encoders --out"), "stage 0 is in the commands");
+    for log in ["pretrain-full-s0.log", "pretrain-none-s1.log", "vqa_vqa_rad-no-pretraining-s0.log", "irtr_roco-no-pretraining-s1.log"] {
+        let text = std::fs::read_to_string(out.join("runs").join(log)).unwrap();
+        assert!(text.contains("encoders from") && text.contains("clip.pt"), "{log} loads stage 0's encoders");
+    }
+    assert!(report.contains("full − no-pretraining"), "the contrasts are reported");
+    assert_eq!(results["contrasts"].as_array().map(Vec::len), Some(7 * 9), "7 contrasts × 9 fine-tuning metrics");
     // a rerun skips every finished job and writes the same table
     let again = demo(&out);
     assert!(again.contains("0 job(s) run now"), "{again}");

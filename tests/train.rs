@@ -23,6 +23,8 @@ mod adamw;
 
 #[path = "train/papercuts.rs"]
 mod papercuts;
+#[path = "train/contrastive.rs"]
+mod contrastive;
 
 #[test]
 fn metrics_match_values_worked_out_by_hand() {

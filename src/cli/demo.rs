@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long, default_value = "demo-report")]
     pub out: PathBuf,
     /// Seeds per variant (each cell of the table is a mean ± spread over them).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Smoke-test size: a tenth of the data and a few steps per run (numbers mean nothing).
     #[arg(long)]

@@ -12,6 +12,7 @@ pub mod parity;
 pub mod plot;
 pub mod predict;
 pub mod pretrain;
+pub mod pretrain_encoders;
 pub mod test;
 
 use std::path::PathBuf;

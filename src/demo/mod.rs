@@ -9,6 +9,7 @@
 //! - [`plan`]: the study as `m3ae` command lines with dependencies.
 //! - [`runner`]: runs them as child processes, a few at a time, resumably.
 //! - [`results`]: the numbers read back and aggregated over seeds.
+//! - [`stats`]: paired-by-seed differences with 95% t-intervals.
 //! - [`report`], [`figures`]: `report.md`, `results.json`, `losses.png`, `metrics.png`.
 //! - [`model_figures`]: `mim_reconstructions.png`, `attention.png` from the study's checkpoints.
 pub mod figures;
@@ -18,6 +19,7 @@ pub mod presets;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -88,6 +90,17 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
     let config_file = o.out.join("model.json");
     let tokenizer = data.join("tokenizer");
     write_json(&config_file, &presets::model_config(&data.display().to_string(), &tokenizer.display().to_string(), vocab))?;
+    // stage 0's own corpus, and the encoders every run starts from (`vit`, `tokenizer`)
+    let encoder_data = o.out.join("data-encoders");
+    if !encoder_data.join("roco_val.arrow").is_file() {
+        generate(&presets::encoder_synth_options(o.quick)?, &encoder_data)?;
+    }
+    let encoders = o.out.join("runs").join("encoders");
+    let path = |p: &Path| p.display().to_string();
+    let mut encoder_args = vec!["pretrain-encoders".to_string(), "--out".into(), path(&encoders), "--config".into(), path(&config_file)];
+    encoder_args.extend(["--set".into(), format!("data_root={}", Value::from(path(&encoder_data))), "--set".into(), r#"datasets=["roco"]"#.into()]);
+    encoder_args.extend(["--epochs".into(), schedule.encoder_epochs.to_string(), "--batch".into(), schedule.encoder_batch.to_string()]);
+    let common = vec![("vit".to_string(), Value::from(path(&encoders.join("clip.pt")))), ("tokenizer".to_string(), Value::from(path(&encoders.join("roberta"))))];
     let spec = StudySpec {
         out: o.out.clone(),
         variants: Variant::PRETRAINED.to_vec(),
@@ -95,11 +108,14 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
         seeds: (0..o.seeds).collect(),
         tasks: DEMO_TASKS.iter().map(|t| t.to_string()).collect(),
         config_file: Some(config_file.clone()),
-        common: vec![],
+        common,
         pretrain: presets::pretrain_sets(&schedule),
         finetune: DEMO_TASKS.iter().map(|t| (t.to_string(), presets::finetune_sets(t, &schedule, vqa_labels))).collect(),
+        encoders: Some(encoder_args),
+        test_images: Some(synth.irtr_images[2]),
+        patch_size: presets::PATCH_SIZE,
     };
-    let sched = json!({"batch": schedule.batch, "pretrain_steps": schedule.pretrain_steps, "vqa_steps": schedule.vqa_steps, "irtr_steps": schedule.irtr_steps, "quick": o.quick});
+    let sched = json!({"encoder_epochs": schedule.encoder_epochs, "encoder_batch": schedule.encoder_batch, "batch": schedule.batch, "pretrain_steps": schedule.pretrain_steps, "vqa_steps": schedule.vqa_steps, "irtr_steps": schedule.irtr_steps, "quick": o.quick});
     run_study(&spec, o.parallel, summary, sched, start)
 }
 
@@ -110,7 +126,10 @@ pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, sche
     let runner = RunnerOptions::for_this_machine(parallel)?;
     log::info!("{} jobs, {} at a time with {} thread(s) each; logs in {}", jobs.len(), runner.parallel, runner.threads, spec.runs().display());
     let jobs_run = run_jobs(&jobs, &spec.runs(), &runner)?;
-    let results = results::collect(&jobs)?;
+    let mut results = results::collect(&jobs)?;
+    if let Some(images) = spec.test_images {
+        results.baselines = results::chance_levels(images, spec.patch_size);
+    }
     let mut files = Vec::new();
     for (name, draw) in [("losses.png", figures::losses as fn(&StudyResults, &Path) -> Result<()>), ("metrics.png", figures::metrics)] {
         let p = spec.out.join(name);

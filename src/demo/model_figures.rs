@@ -42,8 +42,8 @@ fn seed0(jobs: &[Job], pick: impl Fn(&Job) -> bool) -> impl Iterator<Item = &Job
 /// study lacks (no MIM variant, no VQA task, no test split) is left out with a log line.
 pub fn draw(spec: &StudySpec, jobs: &[Job]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    // the data the runs read: `data_root` of the first run's resolved config
-    let Some(first) = jobs.first() else { return Ok(written) };
+    // the data the runs read: `data_root` of the first M3AE run's resolved config (stage 0 reads its own corpus)
+    let Some(first) = jobs.iter().find(|j| j.kind != JobKind::Encoders) else { return Ok(written) };
     let config = crate::config::keys::read_json(&first.run_dir.join("config.json"))?;
     let data_root = PathBuf::from(config.get("data_root").and_then(|v| v.as_str()).unwrap_or(""));
     let device = tch::Device::Cpu;

@@ -63,6 +63,8 @@ impl Variant {
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobKind {
+    /// Stage 0 (`m3ae pretrain-encoders`): the encoders every run starts from.
+    Encoders,
     Pretrain,
     Finetune { task: String },
     Test { task: String },
@@ -108,6 +110,13 @@ pub struct StudySpec {
     pub pretrain: Vec<(String, Value)>,
     /// `--set` of each task's fine-tuning runs.
     pub finetune: Vec<(String, Vec<(String, Value)>)>,
+    /// Stage 0: the arguments of one `m3ae pretrain-encoders` run that every pre-training run
+    /// and the no-pre-training baseline wait for (`common` points `vit` and `tokenizer` at
+    /// what it writes).
+    pub encoders: Option<Vec<String>>,
+    /// Retrieval test images, when known: the report's chance row (with `patch_size`).
+    pub test_images: Option<usize>,
+    pub patch_size: i64,
 }
 
 impl StudySpec {
@@ -141,6 +150,14 @@ pub fn plan(spec: &StudySpec) -> Vec<Job> {
     let runs = spec.runs();
     let mut jobs: Vec<Job> = Vec::new();
     let config: Vec<String> = spec.config_file.iter().flat_map(|c| ["--config".to_string(), path_arg(c)]).collect();
+    // stage 0, shared by every seed and variant (its job carries seed 0 and the baseline's name)
+    let stage0: Vec<usize> = match &spec.encoders {
+        Some(args) => {
+            jobs.push(Job { id: "encoders".into(), kind: JobKind::Encoders, variant: Variant::Scratch, seed: 0, run_dir: runs.join("encoders"), args: args.clone(), resume_args: None, deps: vec![], steps: None });
+            vec![0]
+        }
+        None => vec![],
+    };
     for &seed in &spec.seeds {
         let seed_set = vec![("seed".to_string(), Value::from(seed))];
         let mut starts: Vec<(Variant, Option<usize>)> = Vec::new();
@@ -156,7 +173,7 @@ pub fn plan(spec: &StudySpec) -> Vec<Job> {
                 args.extend(["--ablate".to_string(), o.to_string()]);
             }
             let resume = vec!["pretrain".into(), "--run-dir".into(), path_arg(&run_dir), "--resume".into()];
-            jobs.push(Job { id, kind: JobKind::Pretrain, variant, seed, run_dir, args, resume_args: Some(resume), deps: vec![], steps: steps_of(&spec.pretrain) });
+            jobs.push(Job { id, kind: JobKind::Pretrain, variant, seed, run_dir, args, resume_args: Some(resume), deps: stage0.clone(), steps: steps_of(&spec.pretrain) });
             starts.push((variant, Some(jobs.len() - 1)));
         }
         if spec.scratch_baseline {
@@ -176,7 +193,7 @@ pub fn plan(spec: &StudySpec) -> Vec<Job> {
                 push_sets(&mut args, &seed_set);
                 let resume = vec!["finetune".into(), task.clone(), "--run-dir".into(), path_arg(&run_dir), "--resume".into()];
                 let steps = steps_of(spec.finetune_sets(task));
-                jobs.push(Job { id: id.clone(), kind: JobKind::Finetune { task: task.clone() }, variant, seed, run_dir: run_dir.clone(), args, resume_args: Some(resume), deps: pre.into_iter().collect(), steps });
+                jobs.push(Job { id: id.clone(), kind: JobKind::Finetune { task: task.clone() }, variant, seed, run_dir: run_dir.clone(), args, resume_args: Some(resume), deps: pre.map_or_else(|| stage0.clone(), |i| vec![i]), steps });
                 let ft = jobs.len() - 1;
                 let args = vec!["test".into(), task.clone(), "--run-dir".into(), path_arg(&run_dir), "--checkpoint".into(), "best".into(), "--split".into(), "test".into()];
                 jobs.push(Job { id: format!("{id}-test"), kind: JobKind::Test { task: task.clone() }, variant, seed, run_dir, args, resume_args: None, deps: vec![ft], steps: None });

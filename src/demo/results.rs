@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::plan::{Job, JobKind, Variant};
+use super::stats::{paired_interval, Interval};
 use crate::error::{Error, Result};
 use crate::report::plot::read_metrics;
 
@@ -46,8 +47,8 @@ pub struct Column {
 }
 
 /// The table's columns: VQA overall/closed/open, both retrieval directions at 1/5/10, and
-/// the final pre-training validation losses.
-pub const COLUMNS: [Column; 12] = [
+/// the final pre-training validation accuracies (MLM, ITM) and losses.
+pub const COLUMNS: [Column; 14] = [
     Column { header: "VQA", source: "vqa_vqa_rad", metric: "vqa/test/score_epoch", percent: true },
     Column { header: "VQA closed", source: "vqa_vqa_rad", metric: "vqa/test/close_score_epoch", percent: true },
     Column { header: "VQA open", source: "vqa_vqa_rad", metric: "vqa/test/open_score_epoch", percent: true },
@@ -57,8 +58,10 @@ pub const COLUMNS: [Column; 12] = [
     Column { header: "TR R@1", source: "irtr_roco", metric: "test/recalls/tr_r1", percent: true },
     Column { header: "TR R@5", source: "irtr_roco", metric: "test/recalls/tr_r5", percent: true },
     Column { header: "TR R@10", source: "irtr_roco", metric: "test/recalls/tr_r10", percent: true },
+    Column { header: "MLM acc", source: "pretrain", metric: "mlm/val/accuracy_epoch", percent: true },
     Column { header: "MLM loss", source: "pretrain", metric: "mlm/val/loss_epoch", percent: false },
     Column { header: "MIM loss", source: "pretrain", metric: "mim/val/loss_epoch", percent: false },
+    Column { header: "ITM acc", source: "pretrain", metric: "itm/val/accuracy_epoch", percent: true },
     Column { header: "ITM loss", source: "pretrain", metric: "itm/val/loss_epoch", percent: false },
 ];
 
@@ -79,11 +82,54 @@ pub struct Curves {
     pub losses: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
+/// A paired-by-seed difference `a − b` of one fine-tuning metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contrast {
+    pub a: String,
+    pub b: String,
+    pub column: String,
+    /// The seeds both variants have.
+    pub seeds: Vec<u64>,
+    /// None with fewer than two common seeds.
+    pub interval: Option<Interval>,
+}
+
+/// The contrasts the study reports: `full` against each ablation, and each pre-trained
+/// variant against no pre-training.
+pub fn contrast_pairs() -> Vec<(Variant, Variant)> {
+    let mut out = vec![(Variant::Full, Variant::NoMim), (Variant::Full, Variant::NoMlm), (Variant::Full, Variant::None)];
+    out.extend(Variant::PRETRAINED.iter().map(|&v| (v, Variant::Scratch)));
+    out
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyResults {
     pub rows: Vec<Row>,
     pub curves: Vec<Curves>,
+    pub contrasts: Vec<Contrast>,
+    /// Chance levels and trivial baselines by column header (the table's `chance` row), with
+    /// how each was worked out.
+    pub baselines: BTreeMap<String, (f64, String)>,
+}
+
+/// The chance levels that follow from the study's shape alone: retrieval R@k = k/N with N
+/// test images (one caption each); ITM's loss ln 2 (half the pairs are false, upstream's
+/// draw); MIM's loss of predicting zeros, which with `norm_pix_loss` (each patch normalised by
+/// its mean and unbiased variance over P = 3·patch² values) is (P − 1)/P per patch.
+pub fn chance_levels(test_images: usize, patch_size: i64) -> BTreeMap<String, (f64, String)> {
+    let mut out = BTreeMap::new();
+    for (dir, name) in [("IR", "image retrieval"), ("TR", "text retrieval")] {
+        for k in [1usize, 5, 10] {
+            out.insert(format!("{dir} R@{k}"), ((k as f64 / test_images as f64).min(1.0), format!("{name}: {k}/{test_images}")));
+        }
+    }
+    out.insert("ITM loss".into(), (std::f64::consts::LN_2, "ln 2: half the pairs are false".into()));
+    out.insert("ITM acc".into(), (0.5, "half the pairs are false".into()));
+    let p = 3 * patch_size * patch_size;
+    out.insert("MIM loss".into(), ((p - 1) as f64 / p as f64, format!("predicting zeros: ({p} − 1)/{p}")));
+    out.insert("VQA closed".into(), (0.5, "yes/no, balanced by the generator".into()));
+    out
 }
 
 /// The metrics `m3ae test` wrote for a fine-tuning run.
@@ -111,7 +157,7 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
                 ("pretrain", finals)
             }
             JobKind::Test { task } => (task.as_str(), test_metrics(&job.run_dir)?),
-            JobKind::Finetune { .. } => continue,
+            JobKind::Finetune { .. } | JobKind::Encoders => continue,
         };
         for (c, col) in COLUMNS.iter().enumerate().filter(|(_, col)| col.source == source) {
             if let Some(&v) = found.get(col.metric) {
@@ -119,7 +165,7 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
             }
         }
     }
-    let mut variants: Vec<Variant> = jobs.iter().map(|j| j.variant).collect();
+    let mut variants: Vec<Variant> = jobs.iter().filter(|j| j.kind != JobKind::Encoders).map(|j| j.variant).collect();
     variants.sort();
     variants.dedup();
     let rows = variants
@@ -137,7 +183,24 @@ pub fn collect(jobs: &[Job]) -> Result<StudyResults> {
             Row { variant: variant.name().into(), cells }
         })
         .collect();
-    Ok(StudyResults { rows, curves })
+    let mut contrasts = Vec::new();
+    for (a, b) in contrast_pairs() {
+        for (c, col) in COLUMNS.iter().enumerate().filter(|(_, col)| col.source != "pretrain") {
+            let (Some(va), Some(vb)) = (values.get(&(a, c)), values.get(&(b, c))) else { continue };
+            let common: Vec<(u64, f64, f64)> = va.iter().filter_map(|&(s, x)| vb.iter().find(|(t, _)| *t == s).map(|&(_, y)| (s, x, y))).collect();
+            let mut common = common;
+            common.sort_by_key(|(s, _, _)| *s);
+            let (xs, ys): (Vec<f64>, Vec<f64>) = common.iter().map(|&(_, x, y)| (x, y)).unzip();
+            contrasts.push(Contrast {
+                a: a.name().into(),
+                b: b.name().into(),
+                column: col.header.into(),
+                seeds: common.iter().map(|c| c.0).collect(),
+                interval: paired_interval(&xs, &ys),
+            });
+        }
+    }
+    Ok(StudyResults { rows, curves, contrasts, baselines: BTreeMap::new() })
 }
 
 /// The table as Markdown: `mean ± spread` per cell, `—` where a metric does not apply.
@@ -154,6 +217,48 @@ pub fn markdown_table(results: &StudyResults) -> String {
             })
             .collect();
         out.push_str(&format!("| {} | {} |\n", row.variant, cells.join(" | ")));
+    }
+    if !results.baselines.is_empty() {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match results.baselines.get(c.header) {
+                Some((x, _)) if c.percent => format!("{:.1}", 100.0 * x),
+                Some((x, _)) => format!("{x:.3}"),
+                None => "—".into(),
+            })
+            .collect();
+        out.push_str(&format!("| *chance* | {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+/// The contrasts as Markdown: one row per pair, `mean [low, high]` per fine-tuning metric (in
+/// points for percentages), **bold** where the 95% interval excludes 0.
+pub fn contrast_table(results: &StudyResults) -> String {
+    let cols: Vec<&Column> = COLUMNS.iter().filter(|c| results.contrasts.iter().any(|x| x.column == c.header)).collect();
+    let mut out = format!("| contrast | {} |\n|---|{}\n", cols.iter().map(|c| c.header).collect::<Vec<_>>().join(" | "), "---:|".repeat(cols.len()));
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for x in &results.contrasts {
+        if !pairs.contains(&(x.a.as_str(), x.b.as_str())) {
+            pairs.push((&x.a, &x.b));
+        }
+    }
+    for (a, b) in pairs {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let found = results.contrasts.iter().find(|x| x.a == a && x.b == b && x.column == c.header);
+                match found.and_then(|x| x.interval.as_ref()) {
+                    Some(i) => {
+                        let k = if c.percent { 100.0 } else { 1.0 };
+                        let text = format!("{:+.1} [{:+.1}, {:+.1}]", k * i.mean, k * i.low, k * i.high);
+                        if i.resolved { format!("**{text}**") } else { text }
+                    }
+                    None => "—".into(),
+                }
+            })
+            .collect();
+        out.push_str(&format!("| {a} − {b} | {} |\n", cells.join(" | ")));
     }
     out
 }

@@ -41,7 +41,7 @@ impl RobertaEmbeddings {
     /// ids [B, L] -> [B, L, D]
     pub fn forward_t(&self, ids: &Tensor, train: bool) -> Tensor {
         let pos = self.position_ids(ids);
-        let (_, max_pos) = self.position_embeddings.ws.size2().unwrap();
+        let (max_pos, _) = self.position_embeddings.ws.size2().unwrap();
         let top = i64::try_from(pos.max()).unwrap_or(0);
         assert!(top < max_pos, "text: position id {top} needs more than the {max_pos} position embeddings (text too long)");
         let x = ids.apply(&self.word_embeddings) + ids.zeros_like().apply(&self.token_type_embeddings) + pos.apply(&self.position_embeddings);
@@ -99,5 +99,15 @@ impl RobertaModel {
             pooler: Pooler::new(&p / "pooler", c.hidden_size),
             config: *c,
         }
+    }
+
+    /// Embeddings then every layer, as upstream's `infer` runs the text encoder (the pooler is
+    /// not used). ids [B, L], `mask` additive [B, 1, 1, L] -> [B, L, D].
+    pub fn forward_t(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let mut t = self.embeddings.forward_t(ids, train);
+        for layer in &self.layers {
+            t = layer.forward_t(&t, mask, train);
+        }
+        t
     }
 }

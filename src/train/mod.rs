@@ -1,6 +1,7 @@
 //! Training and evaluation: the paper's objectives, upstream's optimizer and schedule, the
 //! metrics, the loop and its checkpoints.
 //!
+//! - [`contrastive`]: stage 0, CLIP-style contrastive pre-training of the two encoders.
 //! - [`task`]: the tasks and upstream's named config for each.
 //! - [`setup`]: config layering, the model (fresh or from `load_path`), the data of a split.
 //! - [`objectives`], [`pretrain`], [`step`]: the losses, one pre-training step, one micro-batch of any task.
@@ -12,6 +13,7 @@
 //! - [`test_hooks`]: environment hooks for the project's fault tests.
 //! - [`sync`]: what the processes of a multi-process run agree on (through [`crate::dist`]).
 pub mod adamw_fused;
+pub mod contrastive;
 pub mod evaluate;
 pub mod gradients;
 pub mod log;

@@ -22,6 +22,7 @@ use crate::data::transforms::{Transform, TransformKind};
 use crate::error::{Error, Result};
 use crate::model::M3aeTransformerSs;
 use crate::weights::convert::fit_to_model_with;
+use crate::weights::encoders::{self, Encoders};
 use crate::weights::{load_state_dict, read_safetensors, LoadReport, Shapes, StateDict};
 
 /// The model-shape keys a `load_path`'s config gives (they override the preset's).
@@ -67,14 +68,17 @@ fn shapes_of(sd: &StateDict) -> Shapes {
     sd.iter().map(|(k, v)| (k.clone(), v.size())).collect()
 }
 
-/// The resolved config of a new run, and the `load_path` weights it starts from.
+/// The resolved config of a new run, and the `load_path` weights it starts from (or, with
+/// `load_path` empty, the pre-trained encoders `vit` and `tokenizer` name).
 pub struct Resolved {
     pub config: M3aeConfig,
     pub source: Option<Source>,
+    pub encoders: Option<Encoders>,
 }
 
 /// Layers the config for `task` and resolves its encoders (CLIP shape from `load_path`'s
-/// weights or the `vit` preset; RoBERTa config by [`text::resolve`]).
+/// weights, else from the CLIP file `vit` names or its preset; RoBERTa config by
+/// [`text::resolve`]). A fresh model's encoders are read here ([`encoders::from_config`]).
 pub fn resolve(task: &Task, config_file: Option<&Path>, overrides: &[(String, Value)]) -> Result<Resolved> {
     let mut json = task.preset();
     let layer = |json: &mut Value, over: &Value, keys: Option<&[&str]>| {
@@ -111,19 +115,17 @@ pub fn resolve(task: &Task, config_file: Option<&Path>, overrides: &[(String, Va
         layer(&mut json, f, None);
     }
     let mut config = build_config(Some(json), &format!("the `{}` preset", task.name), overrides, None)?;
-    match &source {
+    let encoders = match &source {
         Some(src) => {
             let shapes = shapes_of(&src.weights);
             from_weights::vision_config(&mut config, &shapes, Path::new(&load_path))?;
             text::resolve(&mut config, Some(&shapes), Path::new(&load_path))?;
+            None
         }
-        None => {
-            config.vision_encoder_config = Some(config.vision()?);
-            text::resolve(&mut config, None, Path::new("the fresh model"))?;
-        }
-    }
+        None => encoders::from_config(&mut config)?,
+    };
     check_runnable(&config, task)?;
-    Ok(Resolved { config, source })
+    Ok(Resolved { config, source, encoders })
 }
 
 /// Refuses configs a run cannot work with, naming the key.

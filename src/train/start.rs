@@ -12,6 +12,7 @@ use super::trainer::{RunDir, RunOptions};
 use crate::config::keys::build_config;
 use crate::config::M3aeConfig;
 use crate::dist::ddp::Ddp;
+use crate::weights::encoders;
 use crate::error::{Error, Result};
 
 /// What a run starts from.
@@ -81,6 +82,12 @@ pub fn start(opts: &RunOptions, run: &RunDir, last: &Path) -> Result<Start> {
         let load_path = config.load_path.clone();
         // upstream builds the downstream heads after loading, unless test_only
         let built = build_model(&config, resolved.source.map(|s| (s, Path::new(load_path.as_str()))), config.test_only, ddp.device())?;
+        if let Some(enc) = &resolved.encoders {
+            // upstream's __init__: CLIP from `vit`, RoBERTa from `tokenizer`, the rest fresh
+            let n = encoders::load(&built.vs, enc)?;
+            let from: Vec<String> = enc.sources.iter().map(|p| p.display().to_string()).collect();
+            log::info!("encoders from {}: {n} tensors ({} source keys unused)", from.join(" and "), enc.dropped.len());
+        }
         let opt = AdamW::new(&built.vs, &config);
         Start { config, built, opt, resumed: None, ddp }
     };

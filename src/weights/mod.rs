@@ -4,6 +4,7 @@
 //! ([`fresh`]). `checkpoint/` reads torch pickles and hands its tensors here.
 pub mod convert;
 pub mod dtype;
+pub mod encoders;
 pub mod fresh;
 pub mod safetensors;
 pub mod strict;

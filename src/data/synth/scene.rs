@@ -221,15 +221,72 @@ pub struct Region {
     pub ry: f32,
 }
 
+/// The film's overall density, from `Jitter::exposure` (the classes' ranges are apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exposure {
+    /// Exposure −0.08..−0.05: a darker film.
+    Dark,
+    /// Exposure −0.015..0.015.
+    Standard,
+    /// Exposure 0.05..0.08: a lighter film.
+    Light,
+}
+
+/// The patient's build, from `Jitter::scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Build {
+    /// Scale 0.93..0.97.
+    Slight,
+    /// Scale 1.01..1.05.
+    Broad,
+}
+
+/// Where the body lies across the film, from `Jitter::dx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Position {
+    /// dx −0.05..−0.03: towards the image's left.
+    ImageLeft,
+    /// dx −0.01..0.01.
+    Centred,
+    /// dx 0.03..0.05: towards the image's right.
+    ImageRight,
+}
+
 impl Jitter {
-    /// Draws a jitter.
+    /// Draws a jitter: exposure, build and position each from one of a few classes, apart from
+    /// each other so that the caption can name them ([`Jitter::exposure_class`] …) and the
+    /// image shows them; a small vertical shift and the noise seed within.
     pub fn draw(rng: &mut ChaCha8Rng) -> Jitter {
-        Jitter {
-            dx: rng.gen_range(-0.025..0.025),
-            dy: rng.gen_range(-0.02..0.02),
-            scale: rng.gen_range(0.94..1.04),
-            exposure: rng.gen_range(-0.05..0.05),
-            noise_seed: rng.gen(),
+        let mut band = |ranges: &[(f32, f32)]| {
+            let (lo, hi) = ranges[rng.gen_range(0..ranges.len())];
+            rng.gen_range(lo..hi)
+        };
+        let exposure = band(&[(-0.08, -0.05), (-0.015, 0.015), (0.05, 0.08)]);
+        let scale = band(&[(0.93, 0.97), (1.01, 1.05)]);
+        let dx = band(&[(-0.05, -0.03), (-0.01, 0.01), (0.03, 0.05)]);
+        Jitter { dx, dy: rng.gen_range(-0.02..0.02), scale, exposure, noise_seed: rng.gen() }
+    }
+
+    /// The exposure class (thresholds half way between the drawn ranges).
+    pub fn exposure_class(&self) -> Exposure {
+        match self.exposure {
+            e if e < -0.0325 => Exposure::Dark,
+            e if e > 0.0325 => Exposure::Light,
+            _ => Exposure::Standard,
+        }
+    }
+
+    /// The build class.
+    pub fn build_class(&self) -> Build {
+        if self.scale < 0.99 { Build::Slight } else { Build::Broad }
+    }
+
+    /// The position class.
+    pub fn position_class(&self) -> Position {
+        match self.dx {
+            d if d < -0.02 => Position::ImageLeft,
+            d if d > 0.02 => Position::ImageRight,
+            _ => Position::Centred,
         }
     }
 }

@@ -4,7 +4,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::scene::{Anatomy, Finding, Intensity, Kind, Scene};
+use super::scene::{Anatomy, Build, Exposure, Finding, Intensity, Kind, Position, Scene};
 
 /// Picks one of `options`.
 pub fn pick<'a>(rng: &mut ChaCha8Rng, options: &[&'a str]) -> &'a str {
@@ -63,8 +63,35 @@ pub fn describe(rng: &mut ChaCha8Rng, f: &Finding, anatomy: Anatomy) -> String {
     }
 }
 
-/// A caption for `scene`.
+/// The film as a whole: its exposure, the patient's build and where the body lies, e.g.
+/// "Dark film; slight build, shifted to the image left." (the classes of the scene's jitter).
+pub fn film(rng: &mut ChaCha8Rng, scene: &Scene) -> String {
+    let j = &scene.jitter;
+    let exposure = match j.exposure_class() {
+        Exposure::Dark => pick(rng, &["Dark film", "Dark exposure"]),
+        Exposure::Standard => pick(rng, &["Standard exposure", "Normally exposed film"]),
+        Exposure::Light => pick(rng, &["Light film", "Light exposure"]),
+    };
+    let build = match j.build_class() {
+        Build::Slight => pick(rng, &["slight build", "small patient"]),
+        Build::Broad => pick(rng, &["broad build", "large patient"]),
+    };
+    let position = match j.position_class() {
+        Position::ImageLeft => pick(rng, &["shifted to the image left", "off-centre to the image left"]),
+        Position::Centred => pick(rng, &["centred", "well centred"]),
+        Position::ImageRight => pick(rng, &["shifted to the image right", "off-centre to the image right"]),
+    };
+    format!("{exposure}; {build}, {position}.")
+}
+
+/// A caption for `scene`: its findings, then the film ([`film`]).
 pub fn caption(rng: &mut ChaCha8Rng, scene: &Scene) -> String {
+    let findings = findings(rng, scene);
+    format!("{findings} {}", film(rng, scene))
+}
+
+/// The sentence naming the study and every finding.
+fn findings(rng: &mut ChaCha8Rng, scene: &Scene) -> String {
     let head = study(rng, scene.anatomy);
     if scene.findings.is_empty() {
         let normal = match scene.anatomy {
