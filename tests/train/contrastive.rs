@@ -57,7 +57,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn saved_encoders_load_through_vit_and_tokenizer_and_compute_the_same() {
-    let (data, out) = (pretrain_data(), scratch("stage0"));
+    let (data, out) = (pretrain_data("stage0"), scratch("stage0"));
     let config_file = set("train-irtr").join("config.json");
     let resolved = resolve(&Task::pretrain(), Some(&config_file), &overrides(&data, json!({}))).unwrap();
     assert!(resolved.encoders.is_none(), "`vit` ViT-B/16 is no file and the tokenizer folder holds no weights");
