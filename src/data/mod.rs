@@ -18,3 +18,4 @@ pub mod resize;
 pub mod synth;
 pub mod tokenizer;
 pub mod transforms;
+pub mod unreadable;
