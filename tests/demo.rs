@@ -18,8 +18,7 @@ fn spec(out: &str) -> StudySpec {
         pretrain: vec![("max_steps".into(), json!(7))],
         finetune: vec![("vqa_vqa_rad".into(), vec![("max_steps".into(), json!(3))])],
         encoders: None,
-        test_images: None,
-        patch_size: 8,
+        baselines: Default::default(),
     }
 }
 
@@ -137,6 +136,9 @@ fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
     assert!(printed.contains("| no-pretraining |"), "the table is printed:\n{printed}");
     // the chance row: R@1 = 1/8 with the quick study's 8 test images, MIM (192 − 1)/192
     assert!(printed.contains("| *chance* |") && printed.contains("| 12.5 |") && printed.contains("0.995"), "chance levels:\n{printed}");
+    // the MLM row of the chance line: the commonest maskable token's share of the val captions
+    let mlm = results["chance"]["MLM acc"].as_array().unwrap();
+    assert!(mlm[0].as_f64().is_some_and(|x| x > 0.0 && x < 0.5) && mlm[1].as_str().unwrap().contains("roco_val.arrow"), "{mlm:?}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("m3ae pretrain --run-dir") && report.contains("--ablate mim"), "the report lists the exact commands");
     // stage 0 ran once, and every pre-training run and the baseline started from its encoders
@@ -166,4 +168,31 @@ fn bad_study_input_is_an_error_that_names_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("unknown task `vqa_nope`"), "{err}");
+}
+
+#[test]
+fn the_mlm_baseline_is_the_commonest_maskable_tokens_share() {
+    use m3ae::data::arrow_write::{write_captions, CaptionRow, Flavor};
+    use m3ae::data::tokenizer::TextTokenizer;
+    let dir = std::env::temp_dir().join(format!("m3ae-mlm-baseline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("roco_val.arrow");
+    // the toy tokenizer splits "heart" into `he` `art`; "a" and "he" are one token each
+    let rows: Vec<CaptionRow> = ["a", "a", "a", "he", "heart"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CaptionRow { image: vec![0], captions: vec![c.to_string()], image_id: format!("{i}.jpg"), split: "val".into() })
+        .collect();
+    write_captions(&file, &rows, Flavor::PANDAS1).unwrap();
+    let toy = std::path::Path::new("parity/train-irtr/tokenizer");
+    // `<s>`, `</s>` and padding are never targets: `a` is 3 of the 6 word tokens
+    let (share, how) = m3ae::demo::baselines::mlm_majority(&file, &TextTokenizer::load(toy, 8).unwrap()).unwrap();
+    assert!((share - 0.5).abs() < 1e-12, "{share}: {how}");
+    assert!(how.contains("3 of the 6"), "{how}");
+    // at max_text_len 3 "heart" keeps only `he`: 3 of 5
+    let (share, _) = m3ae::demo::baselines::mlm_majority(&file, &TextTokenizer::load(toy, 3).unwrap()).unwrap();
+    assert!((share - 0.6).abs() < 1e-12, "{share}");
+    let e = m3ae::demo::baselines::mlm_majority(&dir.join("nope.arrow"), &TextTokenizer::load(toy, 8).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("nope.arrow"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

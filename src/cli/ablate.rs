@@ -69,8 +69,7 @@ pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
         pretrain: parse(&args.pretrain_set)?,
         finetune: args.tasks.iter().map(|t| (t.clone(), finetune.clone())).collect(),
         encoders: None,
-        test_images: None,
-        patch_size: 0,
+        baselines: Default::default(),
     };
     let dataset = json!({"config": args.config, "set": args.set});
     let schedule = json!({"pretrain_set": args.pretrain_set, "finetune_set": args.finetune_set});

@@ -12,6 +12,7 @@
 //! - [`stats`]: paired-by-seed differences with 95% t-intervals.
 //! - [`report`], [`figures`]: `report.md`, `results.json`, `losses.png`, `metrics.png`.
 //! - [`model_figures`]: `mim_reconstructions.png`, `attention.png` from the study's checkpoints.
+pub mod baselines;
 pub mod figures;
 pub mod model_figures;
 pub mod plan;
@@ -101,6 +102,9 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
     encoder_args.extend(["--set".into(), format!("data_root={}", Value::from(path(&encoder_data))), "--set".into(), r#"datasets=["roco"]"#.into()]);
     encoder_args.extend(["--epochs".into(), schedule.encoder_epochs.to_string(), "--batch".into(), schedule.encoder_batch.to_string()]);
     let common = vec![("vit".to_string(), Value::from(path(&encoders.join("clip.pt")))), ("tokenizer".to_string(), Value::from(path(&encoders.join("roberta"))))];
+    let mut baselines = baselines::chance_levels(synth.irtr_images[2], presets::PATCH_SIZE);
+    let words = crate::data::tokenizer::TextTokenizer::load(&tokenizer, presets::MAX_TEXT_LEN)?;
+    baselines.insert("MLM acc".into(), baselines::mlm_majority(&data.join("roco_val.arrow"), &words)?);
     let spec = StudySpec {
         out: o.out.clone(),
         variants: Variant::PRETRAINED.to_vec(),
@@ -112,8 +116,7 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
         pretrain: presets::pretrain_sets(&schedule),
         finetune: DEMO_TASKS.iter().map(|t| (t.to_string(), presets::finetune_sets(t, &schedule, vqa_labels))).collect(),
         encoders: Some(encoder_args),
-        test_images: Some(synth.irtr_images[2]),
-        patch_size: presets::PATCH_SIZE,
+        baselines,
     };
     let sched = json!({"encoder_epochs": schedule.encoder_epochs, "encoder_batch": schedule.encoder_batch, "batch": schedule.batch, "pretrain_steps": schedule.pretrain_steps, "vqa_steps": schedule.vqa_steps, "irtr_steps": schedule.irtr_steps, "quick": o.quick});
     run_study(&spec, o.parallel, summary, sched, start)
@@ -127,9 +130,7 @@ pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, sche
     log::info!("{} jobs, {} at a time with {} thread(s) each; logs in {}", jobs.len(), runner.parallel, runner.threads, spec.runs().display());
     let jobs_run = run_jobs(&jobs, &spec.runs(), &runner)?;
     let mut results = results::collect(&jobs)?;
-    if let Some(images) = spec.test_images {
-        results.baselines = results::chance_levels(images, spec.patch_size);
-    }
+    results.baselines = spec.baselines.clone();
     let mut files = Vec::new();
     for (name, draw) in [("losses.png", figures::losses as fn(&StudyResults, &Path) -> Result<()>), ("metrics.png", figures::metrics)] {
         let p = spec.out.join(name);

@@ -114,9 +114,8 @@ pub struct StudySpec {
     /// and the no-pre-training baseline wait for (`common` points `vit` and `tokenizer` at
     /// what it writes).
     pub encoders: Option<Vec<String>>,
-    /// Retrieval test images, when known: the report's chance row (with `patch_size`).
-    pub test_images: Option<usize>,
-    pub patch_size: i64,
+    /// The report's `chance` row (empty: none).
+    pub baselines: super::baselines::Baselines,
 }
 
 impl StudySpec {

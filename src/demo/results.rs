@@ -113,25 +113,6 @@ pub struct StudyResults {
     pub baselines: BTreeMap<String, (f64, String)>,
 }
 
-/// The chance levels that follow from the study's shape alone: retrieval R@k = k/N with N
-/// test images (one caption each); ITM's loss ln 2 (half the pairs are false, upstream's
-/// draw); MIM's loss of predicting zeros, which with `norm_pix_loss` (each patch normalised by
-/// its mean and unbiased variance over P = 3·patch² values) is (P − 1)/P per patch.
-pub fn chance_levels(test_images: usize, patch_size: i64) -> BTreeMap<String, (f64, String)> {
-    let mut out = BTreeMap::new();
-    for (dir, name) in [("IR", "image retrieval"), ("TR", "text retrieval")] {
-        for k in [1usize, 5, 10] {
-            out.insert(format!("{dir} R@{k}"), ((k as f64 / test_images as f64).min(1.0), format!("{name}: {k}/{test_images}")));
-        }
-    }
-    out.insert("ITM loss".into(), (std::f64::consts::LN_2, "ln 2: half the pairs are false".into()));
-    out.insert("ITM acc".into(), (0.5, "half the pairs are false".into()));
-    let p = 3 * patch_size * patch_size;
-    out.insert("MIM loss".into(), ((p - 1) as f64 / p as f64, format!("predicting zeros: ({p} − 1)/{p}")));
-    out.insert("VQA closed".into(), (0.5, "yes/no, balanced by the generator".into()));
-    out
-}
-
 /// The metrics `m3ae test` wrote for a fine-tuning run.
 fn test_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
     let path = run_dir.join("test_metrics.json");
