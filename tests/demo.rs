@@ -160,7 +160,7 @@ fn the_quick_demo_runs_end_to_end_writes_the_report_and_resumes() {
 fn bad_study_input_is_an_error_that_names_it() {
     let e = Variant::parse("no-itm").unwrap_err().to_string();
     assert!(e.contains("no-itm") && e.contains("full, no-mim, no-mlm, none"), "{e}");
-    let o = m3ae::demo::DemoOptions { out: std::env::temp_dir().join("m3ae-demo-never-written"), seeds: 0, quick: true, parallel: None };
+    let o = m3ae::demo::DemoOptions { out: std::env::temp_dir().join("m3ae-demo-never-written"), seeds: Some(0), size: m3ae::demo::presets::Size::Quick, parallel: None };
     let e = m3ae::demo::run_demo(&o).unwrap_err().to_string();
     assert!(e.contains("--seeds"), "{e}");
     assert!(!o.out.exists(), "nothing is written for a refused study");

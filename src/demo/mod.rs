@@ -52,10 +52,10 @@ pub struct StudyReport {
 pub struct DemoOptions {
     /// The report folder (data and runs go inside it).
     pub out: PathBuf,
-    /// Seeds 0..seeds.
-    pub seeds: u64,
-    /// The smoke-test size: a tenth of the data and a few steps per run.
-    pub quick: bool,
+    /// Seeds 0..seeds (None: the size's default).
+    pub seeds: Option<u64>,
+    /// The study's size (quick, standard, long).
+    pub size: presets::Size,
     /// Jobs at once (default: one per core).
     pub parallel: Option<usize>,
 }
@@ -65,12 +65,13 @@ pub const DEMO_TASKS: [&str; 2] = ["vqa_vqa_rad", "irtr_roco"];
 
 /// Generates the data when absent, runs the study, writes the report.
 pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
-    if o.seeds < 1 {
+    let seeds = o.seeds.unwrap_or(o.size.default_seeds());
+    if seeds < 1 {
         return Err(Error::Config("--seeds must be at least 1 (the table's spread needs 2)".into()));
     }
     let start = Instant::now();
     let data = o.out.join("data");
-    let synth = presets::synth_options(o.quick)?;
+    let synth = presets::synth_options(o.size)?;
     let summary_path = data.join("summary.json");
     if !summary_path.is_file() {
         log::info!("generating the demo data into {}", data.display());
@@ -87,14 +88,14 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
     let summary = crate::config::keys::read_json(&summary_path)?;
     let field = |k: &str| summary.get(k).and_then(Value::as_u64).ok_or_else(|| Error::Config(format!("{}: no `{k}`", summary_path.display())));
     let (vqa_labels, vocab) = (field("vqa_answers")? as usize, field("tokenizer_vocab")? as usize);
-    let schedule = presets::Schedule::new(o.quick);
+    let schedule = presets::Schedule::new(o.size);
     let config_file = o.out.join("model.json");
     let tokenizer = data.join("tokenizer");
     write_json(&config_file, &presets::model_config(&data.display().to_string(), &tokenizer.display().to_string(), vocab))?;
     // stage 0's own corpus, and the encoders every run starts from (`vit`, `tokenizer`)
     let encoder_data = o.out.join("data-encoders");
     if !encoder_data.join("roco_val.arrow").is_file() {
-        generate(&presets::encoder_synth_options(o.quick)?, &encoder_data)?;
+        generate(&presets::encoder_synth_options(o.size)?, &encoder_data)?;
     }
     let encoders = o.out.join("runs").join("encoders");
     let path = |p: &Path| p.display().to_string();
@@ -109,7 +110,7 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
         out: o.out.clone(),
         variants: Variant::PRETRAINED.to_vec(),
         scratch_baseline: true,
-        seeds: (0..o.seeds).collect(),
+        seeds: (0..seeds).collect(),
         tasks: DEMO_TASKS.iter().map(|t| t.to_string()).collect(),
         config_file: Some(config_file.clone()),
         common,
@@ -118,7 +119,7 @@ pub fn run_demo(o: &DemoOptions) -> Result<StudyReport> {
         encoders: Some(encoder_args),
         baselines,
     };
-    let sched = json!({"encoder_epochs": schedule.encoder_epochs, "encoder_batch": schedule.encoder_batch, "batch": schedule.batch, "pretrain_steps": schedule.pretrain_steps, "vqa_steps": schedule.vqa_steps, "irtr_steps": schedule.irtr_steps, "quick": o.quick});
+    let sched = json!({"encoder_epochs": schedule.encoder_epochs, "encoder_batch": schedule.encoder_batch, "batch": schedule.batch, "pretrain_steps": schedule.pretrain_steps, "vqa_steps": schedule.vqa_steps, "irtr_steps": schedule.irtr_steps, "size": format!("{:?}", o.size).to_lowercase()});
     run_study(&spec, o.parallel, summary, sched, start)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::plan::Job;
+use super::plan::{Job, JobKind};
 use crate::error::{Error, Result};
 
 /// How the jobs run.
@@ -144,7 +144,8 @@ fn run_one(job: &Job, runs: &Path, o: &RunnerOptions, bar: &ProgressBar) -> Resu
     let log_file = log_path(runs, job);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file).map_err(|e| Error::io(&log_file, e))?;
     let log2 = log.try_clone().map_err(|e| Error::io(&log_file, e))?;
-    let threads = o.threads.to_string();
+    // stage 0 runs alone (every other job waits for it), so it gets every core
+    let threads = if job.kind == JobKind::Encoders { o.parallel * o.threads } else { o.threads }.to_string();
     let mut child = Command::new(&o.binary)
         .args(args)
         .env("OMP_NUM_THREADS", &threads)
