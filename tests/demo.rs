@@ -196,3 +196,30 @@ fn the_mlm_baseline_is_the_commonest_maskable_tokens_share() {
     assert!(e.contains("nope.arrow"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_checks_compare_each_objective_with_its_baseline_and_say_which_are_met() {
+    use m3ae::demo::checks::evaluate;
+    use m3ae::demo::results::{Contrast, Row, StudyResults};
+    use m3ae::demo::stats::paired_interval;
+    let row = |variant: &str, cells: &[(&str, &[f64])]| Row { variant: variant.into(), cells: cells.iter().map(|(k, v)| (k.to_string(), Cell::of(v.to_vec()).unwrap())).collect() };
+    let rows = vec![
+        row("full", &[("ITM acc", &[0.82, 0.80, 0.81]), ("MLM acc", &[0.25, 0.24, 0.26]), ("MIM loss", &[0.70, 0.72, 0.71]), ("IR R@10", &[0.55, 0.50, 0.60]), ("TR R@10", &[0.40, 0.45, 0.50])]),
+        row("none", &[("ITM acc", &[0.78, 0.80, 0.79])]),
+    ];
+    let baselines = [("MLM acc", 0.08), ("MIM loss", 0.995), ("IR R@10", 0.125), ("TR R@10", 0.125)].iter().map(|(k, v)| (k.to_string(), (*v, String::new()))).collect();
+    let contrast = |column: &str, a: &[f64], b: &[f64]| Contrast { a: "full".into(), b: "no-pretraining".into(), column: column.into(), seeds: vec![0, 1, 2], interval: paired_interval(a, b) };
+    let contrasts = vec![contrast("IR R@10", &[0.55, 0.50, 0.60], &[0.13, 0.12, 0.14]), contrast("VQA", &[0.3, 0.2, 0.35], &[0.3, 0.3, 0.3])];
+    let checks = evaluate(&StudyResults { rows, curves: vec![], contrasts, baselines });
+    let met = |what: &str| checks.iter().find(|c| c.what.starts_with(what)).map(|c| c.met).unwrap_or_else(|| panic!("no check `{what}` in {checks:?}"));
+    assert!(met("full: ITM"), "0.81 ≥ 0.80");
+    assert!(!met("none: ITM"), "0.79 < 0.80");
+    assert!(met("full: MLM"), "0.25 ≥ 3 × 0.08");
+    assert!(met("full: MIM"), "0.71 ≤ 0.8 × 0.995");
+    assert!(met("full: IR R@10"), "0.55 ≥ 4 × 0.125");
+    assert!(!met("full: TR R@10"), "0.45 < 0.5");
+    // the transfer check takes the contrast whose interval sits highest: IR R@10, well above 0
+    let t = checks.iter().find(|c| c.what.contains("no-pretraining")).unwrap();
+    assert!(t.met && t.what.contains("IR R@10") && t.measured > 0.3, "{t:?}");
+    assert_eq!(checks.len(), 7, "{checks:?}");
+}

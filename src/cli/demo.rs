@@ -37,7 +37,7 @@ pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
 
 /// Prints the table and the report's files.
 pub fn print_report(r: &StudyReport) {
-    println!("\n{}", r.table);
+    println!("\n{}\n{}", r.table, r.checks);
     println!("{} job(s) run now; report files:", r.jobs_run);
     for f in &r.files {
         println!("  {}", f.display());

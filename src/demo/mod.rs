@@ -13,6 +13,7 @@
 //! - [`report`], [`figures`]: `report.md`, `results.json`, `losses.png`, `metrics.png`.
 //! - [`model_figures`]: `mim_reconstructions.png`, `attention.png` from the study's checkpoints.
 pub mod baselines;
+pub mod checks;
 pub mod figures;
 pub mod model_figures;
 pub mod plan;
@@ -41,6 +42,8 @@ pub struct StudyReport {
     pub results: StudyResults,
     /// The Markdown table printed at the end.
     pub table: String,
+    /// The study's targets against what it measured, as Markdown.
+    pub checks: String,
     /// Every file of the report folder.
     pub files: Vec<PathBuf>,
     /// Jobs run by this invocation (the rest were done before).
@@ -162,5 +165,5 @@ pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, sche
     };
     let (json_path, md_path) = report::write(spec, &jobs, &results, &ctx, &files)?;
     files.extend([json_path, md_path]);
-    Ok(StudyReport { table: results::markdown_table(&results), results, files, jobs_run })
+    Ok(StudyReport { table: results::markdown_table(&results), checks: checks::markdown(&checks::evaluate(&results)), results, files, jobs_run })
 }

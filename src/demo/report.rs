@@ -66,6 +66,8 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
         "pretraining_curves": results.curves,
         "contrasts": results.contrasts,
         "chance": results.baselines,
+        "checks": super::checks::evaluate(results),
+        "paper_finding": super::checks::PAPER_FINDING,
         "commands": commands,
     });
     crate::config::keys::write_json(&json_path, &doc)?;
@@ -77,6 +79,9 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
     md.push_str(&format!("{:?}. Fine-tuned models are evaluated by `m3ae test` on the test split with their best checkpoint (by `val/the_metric`); the pre-training losses are each run's last validation (`*/val/loss_epoch`).\n\n", ctx.seeds));
     md.push_str(&markdown_table(results));
     md.push_str("\nChance levels: retrieval R@k is k/N over N test images (the same for every variant when the scores carry no image–text interaction); VQA closed questions are yes/no, balanced by the generator.\n");
+    md.push_str("\n## Against the study's targets\n\nEach pre-training objective against its baseline on the val split (mean over seeds), retrieval against chance, and transfer (the contrast below whose interval sits highest). Stated whatever they show.\n\n");
+    md.push_str(&super::checks::markdown(&super::checks::evaluate(results)));
+    md.push_str(&format!("\nFor comparison, not as a target: {}\n", super::checks::PAPER_FINDING));
     md.push_str("\n## Differences between variants\n\nEach cell is the mean over seeds of the per-seed difference (same seed, so the same data order and fine-tuning draws) and its 95% Student-t interval (mean ± t(0.975, n−1)·sd/√n), in points for percentages; **bold**: the interval excludes 0 (the contrast is resolved at this number of seeds).\n\n");
     md.push_str(&contrast_table(results));
     md.push_str("\n## Figures\n\n");
