@@ -15,7 +15,8 @@ use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
 use crate::weights::{ModelSpec, ParamSpec};
 
-pub use super::infer::{Fused, FusionAttentions, InferInput, InferOptions, InferOutput, InferTrace, MimMasking};
+use super::infer::count_fusion_layers;
+pub use super::infer::{fusion_layers_run, Fused, FusionAttentions, FusionLayersRun, InferInput, InferOptions, InferOutput, InferTrace, MimMasking};
 
 /// `M3AETransformerSS`: the whole model. A head is `Some` only when its loss weight is > 0.
 #[derive(Debug)]
@@ -230,10 +231,12 @@ impl M3aeTransformerSs {
             if cls_only && i + 1 == depth {
                 // [B, 1, H] each: only the rows the poolers read
                 (x, y) = (text_layer.forward_cls_t(&x, &y, Some(text_mask), image_mask, opts.train), image_layer.forward_cls_t(&y, &x, image_mask, Some(text_mask), opts.train));
+                count_fusion_layers(1, 1);
                 break;
             }
             let x1 = text_layer.forward_t(&x, &y, Some(text_mask), image_mask, opts.output_attentions, opts.train);
             let y1 = image_layer.forward_t(&y, &x, image_mask, Some(text_mask), opts.output_attentions, opts.train);
+            count_fusion_layers(1, 1);
             if let (Some(text_self), Some(text_cross), Some(image_self), Some(image_cross)) = (x1.self_attn, x1.cross_attn, y1.self_attn, y1.cross_attn) {
                 attentions.push(FusionAttentions { text_self, text_cross, image_self, image_cross });
             }
@@ -264,6 +267,41 @@ impl M3aeTransformerSs {
         });
         let (v, masking) = self.encode_image(input.image, noise.as_ref(), trace.as_mut());
         Ok(self.fused_output(&t, &text_mask, &v, masking, opts, trace))
+    }
+
+    /// The MIM pass as far as its decoder reads: upstream's `infer(mask_image=True)` keeps
+    /// the image stream entering fusion layer `mim_layer` (the last output for -1) and reads
+    /// nothing else of the pass. So no layer from `mim_layer` up runs, nor the language
+    /// stream of the layer below it (the image stream there reads the language stream
+    /// entering it), nor the poolers; with `mim_layer` 0 not even the text encoder. The same
+    /// values as [`Self::infer`]'s `mim`; in training, dropout draws fewer numbers.
+    pub fn infer_mim(&self, input: &InferInput, opts: &InferOptions) -> Result<MimMasking> {
+        let opts = InferOptions { mask_text: false, mask_image: true, ..*opts };
+        self.check_input(input, &opts)?;
+        let depth = self.multi_modal_language_layers.len();
+        // the decoder reads the image stream entering layer `stop`
+        let stop = usize::try_from(self.config.mim_layer).unwrap_or(depth);
+        // the text first, as upstream draws its random numbers
+        let text = (stop > 0).then(|| self.text_half(input, &opts, None));
+        let g = self.config.grid();
+        let noise = input.mim_noise.map(|z| z.shallow_clone()).unwrap_or_else(|| Tensor::rand([input.text_ids.size()[0], g * g], (Kind::Float, input.image.device())));
+        let (v, masking) = self.encode_image(input.image, Some(&noise), None);
+        let (masks, ids_restore) = masking.expect("a masked encoding returns its masking");
+        let types = &self.modality_type_embeddings.ws;
+        let mut y = v + types.get(opts.image_token_type_idx);
+        if let Some((t, text_mask)) = text {
+            let mut x = t + types.get(0);
+            for (i, (text_layer, image_layer)) in self.multi_modal_language_layers.iter().zip(&self.multi_modal_vision_layers).take(stop).enumerate() {
+                // both streams read the previous x and y; the language stream of the last layer run is read by nothing
+                let x1 = (i + 1 < stop).then(|| text_layer.forward_t(&x, &y, Some(&text_mask), None, false, opts.train).hidden);
+                y = image_layer.forward_t(&y, &x, None, Some(&text_mask), false, opts.train).hidden;
+                count_fusion_layers(u64::from(x1.is_some()), 1);
+                if let Some(x1) = x1 {
+                    x = x1;
+                }
+            }
+        }
+        Ok(MimMasking { masks, ids_restore, image_feats_for_decoder: y })
     }
 
     /// `infer` on image features already through [`Self::encode_image`] (unmasked), so one
