@@ -55,7 +55,8 @@ pub struct MimMasking {
     pub image_feats_for_decoder: Tensor,
 }
 
-/// How many fusion layers a thread has run, per stream: what the MIM pass's test counts.
+/// How many fusion layers a thread has run, per stream (each `BertCrossLayer` forward counts
+/// itself): what the tests of the pre-training passes count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FusionLayersRun {
     /// `multi_modal_language_layers` forwards (any rows).

@@ -4,7 +4,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::bert::{extended_attention_mask, BertLayerConfig, Pooler};
-use super::fusion::BertCrossLayer;
+use super::fusion::{BertCrossLayer, Stream};
 use super::heads::{ClassifierHead, ItmHead, MimHead, MlmHead};
 use super::masking::{patchify, random_masking};
 use super::text::RobertaModel;
@@ -15,7 +15,8 @@ use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
 use crate::weights::{ModelSpec, ParamSpec};
 
-use super::infer::count_fusion_layers;
+mod passes;
+
 pub use super::infer::{fusion_layers_run, Fused, FusionAttentions, FusionLayersRun, InferInput, InferOptions, InferOutput, InferTrace, MimMasking};
 
 /// `M3AETransformerSS`: the whole model. A head is `Some` only when its loss weight is > 0.
@@ -59,9 +60,9 @@ impl M3aeTransformerSs {
             hidden_dropout_prob: c.drop_rate,
             attention_probs_dropout_prob: c.drop_rate,
         };
-        let stack = |name: &str| {
+        let stack = |name: &str, stream: Stream| {
             let sp = p / name;
-            (0..c.num_top_layer).map(|i| BertCrossLayer::new(&sp / i, &fusion)).collect::<Vec<_>>()
+            (0..c.num_top_layer).map(|i| BertCrossLayer::new(&sp / i, &fusion, stream)).collect::<Vec<_>>()
         };
         let l = c.loss_names;
         let itm_head = (l.itm > 0.0 || l.irtr > 0.0).then(|| ItmHead::new(p / "itm_head", 2 * h));
@@ -85,8 +86,8 @@ impl M3aeTransformerSs {
             multi_modal_language_proj: init::linear(p / "multi_modal_language_proj", c.input_text_embed_size, h),
             multi_modal_vision_proj: init::linear(p / "multi_modal_vision_proj", c.input_image_embed_size, h),
             modality_type_embeddings: init::embedding(p / "modality_type_embeddings", 2, h),
-            multi_modal_vision_layers: stack("multi_modal_vision_layers"),
-            multi_modal_language_layers: stack("multi_modal_language_layers"),
+            multi_modal_vision_layers: stack("multi_modal_vision_layers", Stream::Vision),
+            multi_modal_language_layers: stack("multi_modal_language_layers", Stream::Language),
             multi_modal_vision_pooler: Pooler::new(p / "multi_modal_vision_pooler", h),
             multi_modal_language_pooler: Pooler::new(p / "multi_modal_language_pooler", h),
             mlm_head: (l.mlm > 0.0).then(|| MlmHead::new(p / "mlm_head", h, c.vocab_size, 1e-12)),
@@ -231,12 +232,10 @@ impl M3aeTransformerSs {
             if cls_only && i + 1 == depth {
                 // [B, 1, H] each: only the rows the poolers read
                 (x, y) = (text_layer.forward_cls_t(&x, &y, Some(text_mask), image_mask, opts.train), image_layer.forward_cls_t(&y, &x, image_mask, Some(text_mask), opts.train));
-                count_fusion_layers(1, 1);
                 break;
             }
             let x1 = text_layer.forward_t(&x, &y, Some(text_mask), image_mask, opts.output_attentions, opts.train);
             let y1 = image_layer.forward_t(&y, &x, image_mask, Some(text_mask), opts.output_attentions, opts.train);
-            count_fusion_layers(1, 1);
             if let (Some(text_self), Some(text_cross), Some(image_self), Some(image_cross)) = (x1.self_attn, x1.cross_attn, y1.self_attn, y1.cross_attn) {
                 attentions.push(FusionAttentions { text_self, text_cross, image_self, image_cross });
             }
@@ -269,41 +268,6 @@ impl M3aeTransformerSs {
         Ok(self.fused_output(&t, &text_mask, &v, masking, opts, trace))
     }
 
-    /// The MIM pass as far as its decoder reads: upstream's `infer(mask_image=True)` keeps
-    /// the image stream entering fusion layer `mim_layer` (the last output for -1) and reads
-    /// nothing else of the pass. So no layer from `mim_layer` up runs, nor the language
-    /// stream of the layer below it (the image stream there reads the language stream
-    /// entering it), nor the poolers; with `mim_layer` 0 not even the text encoder. The same
-    /// values as [`Self::infer`]'s `mim`; in training, dropout draws fewer numbers.
-    pub fn infer_mim(&self, input: &InferInput, opts: &InferOptions) -> Result<MimMasking> {
-        let opts = InferOptions { mask_text: false, mask_image: true, ..*opts };
-        self.check_input(input, &opts)?;
-        let depth = self.multi_modal_language_layers.len();
-        // the decoder reads the image stream entering layer `stop`
-        let stop = usize::try_from(self.config.mim_layer).unwrap_or(depth);
-        // the text first, as upstream draws its random numbers
-        let text = (stop > 0).then(|| self.text_half(input, &opts, None));
-        let g = self.config.grid();
-        let noise = input.mim_noise.map(|z| z.shallow_clone()).unwrap_or_else(|| Tensor::rand([input.text_ids.size()[0], g * g], (Kind::Float, input.image.device())));
-        let (v, masking) = self.encode_image(input.image, Some(&noise), None);
-        let (masks, ids_restore) = masking.expect("a masked encoding returns its masking");
-        let types = &self.modality_type_embeddings.ws;
-        let mut y = v + types.get(opts.image_token_type_idx);
-        if let Some((t, text_mask)) = text {
-            let mut x = t + types.get(0);
-            for (i, (text_layer, image_layer)) in self.multi_modal_language_layers.iter().zip(&self.multi_modal_vision_layers).take(stop).enumerate() {
-                // both streams read the previous x and y; the language stream of the last layer run is read by nothing
-                let x1 = (i + 1 < stop).then(|| text_layer.forward_t(&x, &y, Some(&text_mask), None, false, opts.train).hidden);
-                y = image_layer.forward_t(&y, &x, None, Some(&text_mask), false, opts.train).hidden;
-                count_fusion_layers(u64::from(x1.is_some()), 1);
-                if let Some(x1) = x1 {
-                    x = x1;
-                }
-            }
-        }
-        Ok(MimMasking { masks, ids_restore, image_feats_for_decoder: y })
-    }
-
     /// `infer` on image features already through [`Self::encode_image`] (unmasked), so one
     /// encoding can serve several passes: the pre-training step shares it between MLM and
     /// ITM. `image_feats` [B, Lv, H]; `input.image` is not read.
@@ -312,14 +276,19 @@ impl M3aeTransformerSs {
             return Err(Error::Config("infer_from_image_feats: a mask_image pass encodes its own (masked) image; call infer".into()));
         }
         self.check_text(input, opts)?;
-        let (b, h) = (input.text_ids.size()[0], self.config.hidden_size);
-        match image_feats.size().as_slice() {
-            &[n, _, d] if n == b && d == h => {}
-            other => return Err(Error::input("image_feats", format!("expected [{b}, Lv, {h}], got {other:?}"))),
-        }
+        self.check_image_feats(input, image_feats)?;
         let mut trace = opts.keep_intermediates.then(InferTrace::default);
         let (t, text_mask) = self.text_half(input, opts, trace.as_mut());
         Ok(self.fused_output(&t, &text_mask, image_feats, None, opts, trace))
+    }
+
+    /// `image_feats` is [B, Lv, H] for the batch of `input`.
+    fn check_image_feats(&self, input: &InferInput, image_feats: &Tensor) -> Result<()> {
+        let (b, h) = (input.text_ids.size()[0], self.config.hidden_size);
+        match image_feats.size().as_slice() {
+            &[n, _, d] if n == b && d == h => Ok(()),
+            other => Err(Error::input("image_feats", format!("expected [{b}, Lv, {h}], got {other:?}"))),
+        }
     }
 
     /// The (masked or plain) ids through [`Self::encode_text`]: [B, L, H] and the additive mask.

@@ -154,12 +154,14 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device, tol_scale
     drop(plain);
 
     if l.mlm > 0.0 {
-        // the loss and its gradients from the head at the labelled rows only; the golden
-        // logits cover every position
-        let r = compute_mlm(&model, &input, &labels_mlm, &opts)?;
-        record_pass(&mut out, "mlm", &r.infer);
+        // the loss and its gradients from the production pass (the text stream only, the
+        // head at the labelled rows only); the golden logits cover every position, the
+        // pass's intermediates come from a whole traced one
+        let r = compute_mlm(&model, &input, &labels_mlm, &InferOptions { keep_intermediates: false, ..opts })?;
+        let traced = tch::no_grad(|| compute_mlm(&model, &input, &labels_mlm, &opts))?;
+        record_pass(&mut out, "mlm", traced.infer.as_ref().expect("a traced pass keeps its infer"));
         let head = model.mlm_head.as_ref().expect("mlm > 0 builds mlm_head");
-        out.insert("head.mlm_logits".into(), tch::no_grad(|| head.forward(&r.infer.multi_modal_text_feats)));
+        out.insert("head.mlm_logits".into(), tch::no_grad(|| head.forward(&r.text_feats)));
         out.insert("loss.mlm".into(), r.loss.detach());
         total += r.loss * l.mlm;
     }

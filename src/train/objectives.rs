@@ -56,25 +56,36 @@ pub struct MlmOutput {
     pub logits: Tensor,
     /// [N]: their labels.
     pub labels: Tensor,
-    pub infer: InferOutput,
+    /// [B, L, H]: the text stream the head read.
+    pub text_feats: Tensor,
+    /// The whole `infer` pass, run only when `keep_intermediates` or `output_attentions`
+    /// asks for what it holds.
+    pub infer: Option<InferOutput>,
 }
 
-/// `compute_mlm`: infer(mask_text=True) on `input.text_ids_mlm`, predict `labels`.
+/// `compute_mlm`: infer(mask_text=True) on `input.text_ids_mlm`, predict `labels`. The pass
+/// stops where the head reads ([`M3aeTransformerSs::infer_mlm`]) unless intermediates or
+/// attentions are asked for.
 pub fn compute_mlm(model: &M3aeTransformerSs, input: &InferInput, labels: &Tensor, opts: &InferOptions) -> Result<MlmOutput> {
-    let infer = model.infer(input, &InferOptions { mask_text: true, mask_image: false, ..*opts })?;
-    mlm_from(model, infer, labels)
+    let mlm_opts = InferOptions { mask_text: true, mask_image: false, ..*opts };
+    if opts.keep_intermediates || opts.output_attentions {
+        let infer = model.infer(input, &mlm_opts)?;
+        let feats = infer.multi_modal_text_feats.shallow_clone();
+        Ok(MlmOutput { infer: Some(infer), ..mlm_from(model, feats, labels)? })
+    } else {
+        mlm_from(model, model.infer_mlm(input, None, &mlm_opts)?, labels)
+    }
 }
 
-/// The MLM head and loss on a `mask_text` pass, at the labelled positions only: upstream's
-/// head projects every position to the vocabulary (H × vocab each) and its cross entropy
-/// then ignores those labelled -100 (about 85%). The loss and every gradient are the same,
-/// and so is the accuracy over `labels`.
-pub fn mlm_from(model: &M3aeTransformerSs, infer: InferOutput, labels: &Tensor) -> Result<MlmOutput> {
+/// The MLM head and loss on a `mask_text` pass's text stream `feats` [B, L, H], at the
+/// labelled positions only: upstream's head projects every position to the vocabulary
+/// (H × vocab each) and its cross entropy then ignores those labelled -100 (about 85%). The
+/// loss and every gradient are the same, and so is the accuracy over `labels`.
+pub fn mlm_from(model: &M3aeTransformerSs, feats: Tensor, labels: &Tensor) -> Result<MlmOutput> {
     let h = head(&model.mlm_head, "mlm_head")?;
-    let feats = &infer.multi_modal_text_feats; // [B, L, H]
     let size = feats.size();
-    if labels.size() != size[..2] || labels.kind() != Kind::Int64 {
-        return Err(Error::input("text_labels_mlm", format!("expected [{}, {}] int64 (the text's shape), got {:?} {:?}", size[0], size[1], labels.size(), labels.kind())));
+    if size.len() != 3 || labels.size() != size[..2] || labels.kind() != Kind::Int64 {
+        return Err(Error::input("text_labels_mlm", format!("expected int64 of the text's shape {:?}, got {:?} {:?}", &size[..2.min(size.len())], labels.size(), labels.kind())));
     }
     // the rows the cross entropy reads
     let labels = labels.view([-1]);
@@ -88,7 +99,7 @@ pub fn mlm_from(model: &M3aeTransformerSs, infer: InferOutput, labels: &Tensor) 
         }
     }
     let logits = h.forward(&feats.reshape([-1, size[2]]).index_select(0, &rows)); // [N, vocab]
-    Ok(MlmOutput { loss: mlm_loss(&logits, &labels), logits, labels, infer })
+    Ok(MlmOutput { loss: mlm_loss(&logits, &labels), logits, labels, text_feats: feats, infer: None })
 }
 
 #[derive(Debug)]

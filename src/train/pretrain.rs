@@ -100,8 +100,9 @@ pub fn pretrain_gradients_scaled(model: &M3aeTransformerSs, opt: &AdamW, batch: 
     if mlm_on {
         let leaf = &shared.as_ref().expect("encoded for mlm").leaf;
         let (loss, logits, labels) = pass.forward(|| {
-            let infer = model.infer_from_image_feats(&input, &leaf.narrow(0, 0, b), &InferOptions { mask_text: true, ..opts })?;
-            let out = mlm_from(model, infer, batch.text_labels_mlm)?;
+            // the text stream only: MLM reads nothing else of its pass
+            let feats = model.infer_mlm(&input, Some(&leaf.narrow(0, 0, b)), &opts)?;
+            let out = mlm_from(model, feats, batch.text_labels_mlm)?;
             Ok((out.loss, out.logits, out.labels))
         })?;
         pass.backward(&(&loss * (w.mlm * loss_scale)), Some(leaf))?;

@@ -1,7 +1,8 @@
-//! The pre-training passes compute only what their loss reads: the MLM head at the labelled
-//! positions, the MIM pass up to `mim_layer`. Same losses and gradients as the whole passes.
+//! The pre-training passes compute only what their loss reads: the MLM pass's text stream
+//! (not the last vision layer) and its head at the labelled positions, the MIM pass up to
+//! `mim_layer`. Same losses and gradients as the whole passes.
 use m3ae::model::m3ae::fusion_layers_run;
-use m3ae::model::{InferInput, InferOptions, InferOutput};
+use m3ae::model::{InferInput, InferOptions};
 use m3ae::train::objectives::{self, mlm_loss};
 use m3ae::train::optim::AdamW;
 use tch::{Device, Kind, Tensor};
@@ -21,7 +22,8 @@ fn max_abs(t: &Tensor) -> f64 {
     f64::try_from(t.abs().max()).unwrap()
 }
 
-/// Positions without a label never reach the head: with NaN features there, the loss and
+/// The MLM pass runs every fusion layer's language stream but not the last vision one, and
+/// positions without a label never reach the head: with NaN features there, the loss and
 /// every `mlm_head` gradient stay finite and equal those of the whole-sequence head (whose
 /// weight gradients would read the NaN rows, times a zero upstream gradient).
 #[test]
@@ -37,6 +39,7 @@ fn mlm_head_runs_on_labelled_positions_only() {
     let _ = labels.get(1).fill_(-100);
     let input = InferInput { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: Some(&ids_mlm), mim_noise: None };
     let infer = || m.infer(&input, &InferOptions { mask_text: true, ..Default::default() }).unwrap();
+    let text = || m.infer_mlm(&input, None, &InferOptions::default()).unwrap();
 
     // upstream's head: every position, cross entropy ignoring -100
     let whole = infer();
@@ -47,11 +50,16 @@ fn mlm_head_runs_on_labelled_positions_only() {
     let expected_grads = grads(&opt, &expected, "mlm_head.");
     assert!(expected_grads.len() >= 5, "{} mlm_head gradients", expected_grads.len());
 
-    // the port's, on features that are NaN wherever there is no label
-    let plain = infer();
+    // the port's text stream: every fusion layer's language stream, not the last vision one
+    let before = fusion_layers_run();
+    let plain = text();
+    let after = fusion_layers_run();
+    assert_eq!((after.text - before.text, after.image - before.image), (2, 1), "(language, vision) layers run");
+    assert!(max_abs(&(&plain - &whole.multi_modal_text_feats)) <= 1e-6, "text stream differs from infer's");
+    // the head, on features that are NaN wherever there is no label
     let labelled = labels.ne(-100).unsqueeze(-1);
-    let poisoned = plain.multi_modal_text_feats.where_self(&labelled, &Tensor::from(f64::NAN));
-    let out = objectives::mlm_from(&m, InferOutput { multi_modal_text_feats: poisoned, ..plain }, &labels).unwrap();
+    let poisoned = plain.where_self(&labelled, &Tensor::from(f64::NAN));
+    let out = objectives::mlm_from(&m, poisoned, &labels).unwrap();
     assert_eq!(out.logits.size(), [4, c.vocab_size], "one row per label");
     assert_eq!(out.labels, labels.masked_select(&labels.ne(-100)));
     let d = (f64::try_from(&out.loss).unwrap() - f64::try_from(&expected).unwrap()).abs();
@@ -67,7 +75,7 @@ fn mlm_head_runs_on_labelled_positions_only() {
     }
 
     // no label at all: upstream's NaN loss, and an all-zero gradient
-    let none = objectives::mlm_from(&m, infer(), &minus).unwrap();
+    let none = objectives::mlm_from(&m, text(), &minus).unwrap();
     assert!(f64::try_from(&none.loss).unwrap().is_nan() && none.logits.size() == [0, c.vocab_size]);
     let zero = grads(&opt, &none.loss, "mlm_head.");
     assert_eq!(zero.len(), expected_grads.len());
@@ -77,7 +85,7 @@ fn mlm_head_runs_on_labelled_positions_only() {
 
     // labels of another shape, or outside the vocabulary, are an error naming them
     for bad in [Tensor::zeros([3, 7], (Kind::Int64, Device::Cpu)), labels.ones_like() * c.vocab_size] {
-        let err = objectives::mlm_from(&m, infer(), &bad).expect_err("bad labels").to_string();
+        let err = objectives::mlm_from(&m, text(), &bad).expect_err("bad labels").to_string();
         assert!(err.contains("text_labels_mlm"), "{err}");
     }
 }
