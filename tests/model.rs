@@ -398,5 +398,6 @@ fn bench_refuses_bf16_for_workloads_that_run_in_fp32() {
 
 mod model {
     mod kernels;
+    mod pretrain_paths;
     mod shims;
 }

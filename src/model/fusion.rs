@@ -4,6 +4,16 @@ use tch::nn;
 use tch::Tensor;
 
 use super::bert::{BertAttention, BertIntermediate, BertLayerConfig, BertOutput};
+use super::infer::count_fusion_layers;
+
+/// Which stream a fusion layer carries (for [`super::infer::fusion_layers_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// `multi_modal_language_layers`
+    Language,
+    /// `multi_modal_vision_layers`
+    Vision,
+}
 
 /// One fusion layer's outputs: the stream, and the attention probabilities when asked.
 #[derive(Debug)]
@@ -24,11 +34,13 @@ pub struct BertCrossLayer {
     crossattention: BertAttention,
     intermediate: BertIntermediate,
     output: BertOutput,
+    stream: Stream,
 }
 
 impl BertCrossLayer {
-    pub fn new(p: nn::Path, c: &BertLayerConfig) -> Self {
+    pub fn new(p: nn::Path, c: &BertLayerConfig, stream: Stream) -> Self {
         BertCrossLayer {
+            stream,
             attention: BertAttention::new(&p / "attention", c),
             crossattention: BertAttention::new(&p / "crossattention", c),
             intermediate: BertIntermediate::new(&p / "intermediate", c),
@@ -53,6 +65,8 @@ impl BertCrossLayer {
     #[allow(clippy::too_many_arguments)]
     fn forward_rows(&self, queries: &Tensor, x: &Tensor, y: &Tensor, x_mask: Option<&Tensor>, y_mask: Option<&Tensor>, output_attentions: bool, train: bool) -> CrossLayerOutput {
         assert_eq!(x.size()[2], y.size()[2], "BertCrossLayer: streams have different widths");
+        let language = self.stream == Stream::Language;
+        count_fusion_layers(u64::from(language), u64::from(!language));
         let (a, self_attn) = self.attention.forward(queries, Some(x), x_mask, output_attentions, train);
         let (c, cross_attn) = self.crossattention.forward(&a, Some(y), y_mask, output_attentions, train);
         let hidden = self.output.forward(&c.apply(&self.intermediate), &c, train);

@@ -1,4 +1,6 @@
 //! What `infer` takes and returns: its inputs, upstream's switches, its named outputs.
+use std::cell::Cell;
+
 use tch::Tensor;
 
 use super::vision::VisualTrace;
@@ -51,6 +53,33 @@ pub struct MimMasking {
     pub ids_restore: Tensor,
     /// [B, 1 + len_keep, H]: the image stream entering fusion layer `mim_layer` (or the last output).
     pub image_feats_for_decoder: Tensor,
+}
+
+/// How many fusion layers a thread has run, per stream (each `BertCrossLayer` forward counts
+/// itself): what the tests of the pre-training passes count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FusionLayersRun {
+    /// `multi_modal_language_layers` forwards (any rows).
+    pub text: u64,
+    /// `multi_modal_vision_layers` forwards (any rows).
+    pub image: u64,
+}
+
+thread_local! {
+    static LAYERS_RUN: Cell<FusionLayersRun> = const { Cell::new(FusionLayersRun { text: 0, image: 0 }) };
+}
+
+/// The fusion layers this thread has run since it started.
+pub fn fusion_layers_run() -> FusionLayersRun {
+    LAYERS_RUN.with(Cell::get)
+}
+
+/// Counts `text` language-stream and `image` vision-stream layer forwards on this thread.
+pub(crate) fn count_fusion_layers(text: u64, image: u64) {
+    LAYERS_RUN.with(|c| {
+        let n = c.get();
+        c.set(FusionLayersRun { text: n.text + text, image: n.image + image });
+    });
 }
 
 /// One fusion depth's attention probabilities ([B, heads, Lq, Lk]).

@@ -4,7 +4,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::bert::{extended_attention_mask, BertLayerConfig, Pooler};
-use super::fusion::BertCrossLayer;
+use super::fusion::{BertCrossLayer, Stream};
 use super::heads::{ClassifierHead, ItmHead, MimHead, MlmHead};
 use super::masking::{patchify, random_masking};
 use super::text::RobertaModel;
@@ -15,7 +15,9 @@ use crate::config::M3aeConfig;
 use crate::error::{Error, Result};
 use crate::weights::{ModelSpec, ParamSpec};
 
-pub use super::infer::{Fused, FusionAttentions, InferInput, InferOptions, InferOutput, InferTrace, MimMasking};
+mod passes;
+
+pub use super::infer::{fusion_layers_run, Fused, FusionAttentions, FusionLayersRun, InferInput, InferOptions, InferOutput, InferTrace, MimMasking};
 
 /// `M3AETransformerSS`: the whole model. A head is `Some` only when its loss weight is > 0.
 #[derive(Debug)]
@@ -58,9 +60,9 @@ impl M3aeTransformerSs {
             hidden_dropout_prob: c.drop_rate,
             attention_probs_dropout_prob: c.drop_rate,
         };
-        let stack = |name: &str| {
+        let stack = |name: &str, stream: Stream| {
             let sp = p / name;
-            (0..c.num_top_layer).map(|i| BertCrossLayer::new(&sp / i, &fusion)).collect::<Vec<_>>()
+            (0..c.num_top_layer).map(|i| BertCrossLayer::new(&sp / i, &fusion, stream)).collect::<Vec<_>>()
         };
         let l = c.loss_names;
         let itm_head = (l.itm > 0.0 || l.irtr > 0.0).then(|| ItmHead::new(p / "itm_head", 2 * h));
@@ -84,8 +86,8 @@ impl M3aeTransformerSs {
             multi_modal_language_proj: init::linear(p / "multi_modal_language_proj", c.input_text_embed_size, h),
             multi_modal_vision_proj: init::linear(p / "multi_modal_vision_proj", c.input_image_embed_size, h),
             modality_type_embeddings: init::embedding(p / "modality_type_embeddings", 2, h),
-            multi_modal_vision_layers: stack("multi_modal_vision_layers"),
-            multi_modal_language_layers: stack("multi_modal_language_layers"),
+            multi_modal_vision_layers: stack("multi_modal_vision_layers", Stream::Vision),
+            multi_modal_language_layers: stack("multi_modal_language_layers", Stream::Language),
             multi_modal_vision_pooler: Pooler::new(p / "multi_modal_vision_pooler", h),
             multi_modal_language_pooler: Pooler::new(p / "multi_modal_language_pooler", h),
             mlm_head: (l.mlm > 0.0).then(|| MlmHead::new(p / "mlm_head", h, c.vocab_size, 1e-12)),
@@ -274,14 +276,19 @@ impl M3aeTransformerSs {
             return Err(Error::Config("infer_from_image_feats: a mask_image pass encodes its own (masked) image; call infer".into()));
         }
         self.check_text(input, opts)?;
-        let (b, h) = (input.text_ids.size()[0], self.config.hidden_size);
-        match image_feats.size().as_slice() {
-            &[n, _, d] if n == b && d == h => {}
-            other => return Err(Error::input("image_feats", format!("expected [{b}, Lv, {h}], got {other:?}"))),
-        }
+        self.check_image_feats(input, image_feats)?;
         let mut trace = opts.keep_intermediates.then(InferTrace::default);
         let (t, text_mask) = self.text_half(input, opts, trace.as_mut());
         Ok(self.fused_output(&t, &text_mask, image_feats, None, opts, trace))
+    }
+
+    /// `image_feats` is [B, Lv, H] for the batch of `input`.
+    fn check_image_feats(&self, input: &InferInput, image_feats: &Tensor) -> Result<()> {
+        let (b, h) = (input.text_ids.size()[0], self.config.hidden_size);
+        match image_feats.size().as_slice() {
+            &[n, _, d] if n == b && d == h => Ok(()),
+            other => Err(Error::input("image_feats", format!("expected [{b}, Lv, {h}], got {other:?}"))),
+        }
     }
 
     /// The (masked or plain) ids through [`Self::encode_text`]: [B, L, H] and the additive mask.

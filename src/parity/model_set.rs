@@ -154,21 +154,28 @@ pub fn compute(set: &GoldenSet, source: WeightsSource, device: Device, tol_scale
     drop(plain);
 
     if l.mlm > 0.0 {
-        let r = compute_mlm(&model, &input, &labels_mlm, &opts)?;
-        record_pass(&mut out, "mlm", &r.infer);
-        out.insert("head.mlm_logits".into(), r.logits.detach());
+        // the loss and its gradients from the production pass (the text stream only, the
+        // head at the labelled rows only); the golden logits cover every position, the
+        // pass's intermediates come from a whole traced one
+        let r = compute_mlm(&model, &input, &labels_mlm, &InferOptions { keep_intermediates: false, ..opts })?;
+        let traced = tch::no_grad(|| compute_mlm(&model, &input, &labels_mlm, &opts))?;
+        record_pass(&mut out, "mlm", traced.infer.as_ref().expect("a traced pass keeps its infer"));
+        let head = model.mlm_head.as_ref().expect("mlm > 0 builds mlm_head");
+        out.insert("head.mlm_logits".into(), tch::no_grad(|| head.forward(&r.text_feats)));
         out.insert("loss.mlm".into(), r.loss.detach());
         total += r.loss * l.mlm;
     }
     if l.mim > 0.0 {
-        let r = compute_mim(&model, &input, &opts)?;
-        record_pass(&mut out, "mim", &r.infer);
-        let m = r.infer.mim.as_ref().unwrap();
-        out.insert("mim.masks".into(), m.masks.detach());
-        out.insert("mim.ids_restore".into(), m.ids_restore.detach());
-        out.insert("mim.image_feats_for_decoder".into(), m.image_feats_for_decoder.detach());
+        // the loss, its gradients and the decoder's input from the production pass, which
+        // stops at mim_layer; the pass's intermediates from a whole traced one
+        let r = compute_mim(&model, &input, &InferOptions { keep_intermediates: false, ..opts })?;
+        let traced = tch::no_grad(|| compute_mim(&model, &input, &opts))?;
+        record_pass(&mut out, "mim", traced.infer.as_ref().expect("a traced pass keeps its infer"));
+        out.insert("mim.masks".into(), r.masking.masks.detach());
+        out.insert("mim.ids_restore".into(), r.masking.ids_restore.detach());
+        out.insert("mim.image_feats_for_decoder".into(), r.masking.image_feats_for_decoder.detach());
         out.insert("mim.decoder_embed".into(), r.decoder.decoder_embed.detach());
-        for (i, b) in r.decoder.blocks.iter().enumerate() {
+        for (i, b) in traced.decoder.blocks.iter().enumerate() {
             out.insert(format!("mim.decoder.block.{i}"), b.detach());
         }
         out.insert("mim.target".into(), r.target.detach());

@@ -46,7 +46,7 @@ fn reconstruct(m: &M3ae, image: &Tensor, text: &str, noise: &Tensor) -> Result<(
     let (ids, masks) = m.encode_texts(&[text])?;
     let input = InferInput { image, text_ids: &ids, text_masks: &masks, text_ids_mlm: None, mim_noise: Some(noise) };
     let out = tch::no_grad(|| compute_mim(&m.model, &input, &InferOptions::default()))?;
-    let mask = out.infer.mim.as_ref().map(|x| x.masks.to_kind(Kind::Float)).ok_or_else(|| Error::input("mim", "the masked pass returned no mask"))?;
+    let mask = out.masking.masks.to_kind(Kind::Float);
     let patches = m.model.patchify(image); // [1, L, p²·3]
     let mut pred = out.decoder.logits.to_kind(Kind::Float);
     if m.config.norm_pix_loss {

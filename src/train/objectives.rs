@@ -5,6 +5,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use crate::error::{Error, Result};
 use crate::model::heads::MimDecoderOutput;
+use crate::model::m3ae::MimMasking;
 use crate::model::{InferInput, InferOptions, InferOutput, M3aeTransformerSs};
 
 fn head<'a, T>(h: &'a Option<T>, name: &str) -> Result<&'a T> {
@@ -49,21 +50,56 @@ pub fn vqa_loss(logits: &Tensor, targets: &Tensor) -> Tensor {
 #[derive(Debug)]
 pub struct MlmOutput {
     pub loss: Tensor,
-    /// [B, L, vocab]
+    /// [N, vocab]: the logits at the N positions that have a label (not -100), in the
+    /// order of `labels.view(-1)`; [`crate::model::heads::MlmHead`]'s `forward` gives every
+    /// position's (the whole-sequence logits parity and figures read).
     pub logits: Tensor,
-    pub infer: InferOutput,
+    /// [N]: their labels.
+    pub labels: Tensor,
+    /// [B, L, H]: the text stream the head read.
+    pub text_feats: Tensor,
+    /// The whole `infer` pass, run only when `keep_intermediates` or `output_attentions`
+    /// asks for what it holds.
+    pub infer: Option<InferOutput>,
 }
 
-/// `compute_mlm`: infer(mask_text=True) on `input.text_ids_mlm`, predict `labels`.
+/// `compute_mlm`: infer(mask_text=True) on `input.text_ids_mlm`, predict `labels`. The pass
+/// stops where the head reads ([`M3aeTransformerSs::infer_mlm`]) unless intermediates or
+/// attentions are asked for.
 pub fn compute_mlm(model: &M3aeTransformerSs, input: &InferInput, labels: &Tensor, opts: &InferOptions) -> Result<MlmOutput> {
-    let infer = model.infer(input, &InferOptions { mask_text: true, mask_image: false, ..*opts })?;
-    mlm_from(model, infer, labels)
+    let mlm_opts = InferOptions { mask_text: true, mask_image: false, ..*opts };
+    if opts.keep_intermediates || opts.output_attentions {
+        let infer = model.infer(input, &mlm_opts)?;
+        let feats = infer.multi_modal_text_feats.shallow_clone();
+        Ok(MlmOutput { infer: Some(infer), ..mlm_from(model, feats, labels)? })
+    } else {
+        mlm_from(model, model.infer_mlm(input, None, &mlm_opts)?, labels)
+    }
 }
 
-/// The MLM head and loss on a `mask_text` pass.
-pub fn mlm_from(model: &M3aeTransformerSs, infer: InferOutput, labels: &Tensor) -> Result<MlmOutput> {
-    let logits = head(&model.mlm_head, "mlm_head")?.forward(&infer.multi_modal_text_feats);
-    Ok(MlmOutput { loss: mlm_loss(&logits, labels), logits, infer })
+/// The MLM head and loss on a `mask_text` pass's text stream `feats` [B, L, H], at the
+/// labelled positions only: upstream's head projects every position to the vocabulary
+/// (H × vocab each) and its cross entropy then ignores those labelled -100 (about 85%). The
+/// loss and every gradient are the same, and so is the accuracy over `labels`.
+pub fn mlm_from(model: &M3aeTransformerSs, feats: Tensor, labels: &Tensor) -> Result<MlmOutput> {
+    let h = head(&model.mlm_head, "mlm_head")?;
+    let size = feats.size();
+    if size.len() != 3 || labels.size() != size[..2] || labels.kind() != Kind::Int64 {
+        return Err(Error::input("text_labels_mlm", format!("expected int64 of the text's shape {:?}, got {:?} {:?}", &size[..2.min(size.len())], labels.size(), labels.kind())));
+    }
+    // the rows the cross entropy reads
+    let labels = labels.view([-1]);
+    let rows = labels.ne(-100).nonzero().squeeze_dim(1); // [N]
+    let labels = labels.index_select(0, &rows);
+    let vocab = model.config.vocab_size;
+    if labels.numel() > 0 {
+        let (lo, hi) = (i64::try_from(labels.min())?, i64::try_from(labels.max())?);
+        if lo < 0 || hi >= vocab {
+            return Err(Error::input("text_labels_mlm", format!("labels span {lo}..={hi}: neither -100 nor inside the vocabulary of {vocab}")));
+        }
+    }
+    let logits = h.forward(&feats.reshape([-1, size[2]]).index_select(0, &rows)); // [N, vocab]
+    Ok(MlmOutput { loss: mlm_loss(&logits, &labels), logits, labels, text_feats: feats, infer: None })
 }
 
 #[derive(Debug)]
@@ -72,18 +108,27 @@ pub struct MimOutput {
     /// [B, L, p²·3] after norm_pix_loss when on.
     pub target: Tensor,
     pub decoder: MimDecoderOutput,
-    pub infer: InferOutput,
+    pub masking: MimMasking,
+    /// The whole `infer` pass (its `mim` taken into `masking`), run only when
+    /// `keep_intermediates` or `output_attentions` asks for what it holds.
+    pub infer: Option<InferOutput>,
 }
 
 /// `compute_mim`: infer(mask_image=True), decode the stream `mim_layer` selects, regress
-/// the (normalized) pixels of the removed patches.
+/// the (normalized) pixels of the removed patches. The pass stops where the decoder reads
+/// ([`M3aeTransformerSs::infer_mim`]) unless intermediates or attentions are asked for.
 pub fn compute_mim(model: &M3aeTransformerSs, input: &InferInput, opts: &InferOptions) -> Result<MimOutput> {
-    let infer = model.infer(input, &InferOptions { mask_text: false, mask_image: true, ..*opts })?;
-    let masking = infer.mim.as_ref().expect("a mask_image pass returns its masking");
+    let mim_opts = InferOptions { mask_text: false, mask_image: true, ..*opts };
+    let (masking, infer) = if opts.keep_intermediates || opts.output_attentions {
+        let mut infer = model.infer(input, &mim_opts)?;
+        (infer.mim.take().expect("a mask_image pass returns its masking"), Some(infer))
+    } else {
+        (model.infer_mim(input, &mim_opts)?, None)
+    };
     let decoder = head(&model.mim_head, "mim_head")?.forward(&masking.image_feats_for_decoder, &masking.ids_restore, opts.keep_intermediates);
     let target = mim_target(&model.patchify(input.image), model.config.norm_pix_loss);
     let loss = mim_loss(&decoder.logits, &target, &masking.masks);
-    Ok(MimOutput { loss, target, decoder, infer })
+    Ok(MimOutput { loss, target, decoder, masking, infer })
 }
 
 #[derive(Debug)]

@@ -45,8 +45,10 @@ pub struct PretrainLosses {
     pub mlm: Option<Tensor>,
     pub mim: Option<Tensor>,
     pub itm: Option<Tensor>,
-    /// [B, L, vocab]
+    /// [N, vocab]: at the N positions with an MLM label, in row-major order.
     pub mlm_logits: Option<Tensor>,
+    /// [N]: those labels.
+    pub mlm_labels: Option<Tensor>,
     /// [B, 2]
     pub itm_logits: Option<Tensor>,
 }
@@ -97,14 +99,16 @@ pub fn pretrain_gradients_scaled(model: &M3aeTransformerSs, opt: &AdamW, batch: 
 
     if mlm_on {
         let leaf = &shared.as_ref().expect("encoded for mlm").leaf;
-        let (loss, logits) = pass.forward(|| {
-            let infer = model.infer_from_image_feats(&input, &leaf.narrow(0, 0, b), &InferOptions { mask_text: true, ..opts })?;
-            let out = mlm_from(model, infer, batch.text_labels_mlm)?;
-            Ok((out.loss, out.logits))
+        let (loss, logits, labels) = pass.forward(|| {
+            // the text stream only: MLM reads nothing else of its pass
+            let feats = model.infer_mlm(&input, Some(&leaf.narrow(0, 0, b)), &opts)?;
+            let out = mlm_from(model, feats, batch.text_labels_mlm)?;
+            Ok((out.loss, out.logits, out.labels))
         })?;
         pass.backward(&(&loss * (w.mlm * loss_scale)), Some(leaf))?;
         losses.mlm = Some(loss.detach());
         losses.mlm_logits = Some(logits.detach());
+        losses.mlm_labels = Some(labels);
     }
     if mim_on {
         let loss = pass.forward(|| Ok(compute_mim(model, &input, &opts)?.loss))?;

@@ -101,14 +101,14 @@ pub fn run_micro_scaled(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &
                 let pb = PretrainBatch { image: &d.image, text_ids: &d.ids, text_masks: &d.masks, text_ids_mlm: &d.ids_mlm, text_labels_mlm: &d.labels_mlm, mim_noise: noise.as_ref(), itm_labels: &labels, false_image: &mixed };
                 let step = pretrain_gradients_scaled(model, opt, &pb, true, loss_scale)?;
                 let l = &step.losses;
-                if let (Some(loss), Some(logits)) = (&l.mlm, &l.mlm_logits) {
+                if let (Some(loss), Some(logits), Some(labels)) = (&l.mlm, &l.mlm_logits, &l.mlm_labels) {
                     if mlm_targets {
                         losses.push(("mlm", scalar(loss)));
                         metrics.mlm_loss.update(scalar(loss));
                     } else {
                         metrics.mlm_without_targets += 1.0;
                     }
-                    metrics.mlm_accuracy.update(logits, &d.labels_mlm);
+                    metrics.mlm_accuracy.update(logits, labels);
                 }
                 if let Some(loss) = &l.mim {
                     losses.push(("mim", scalar(loss)));
@@ -129,7 +129,7 @@ pub fn run_micro_scaled(model: &M3aeTransformerSs, opt: Option<&AdamW>, batch: &
                         } else {
                             metrics.mlm_without_targets += 1.0;
                         }
-                        metrics.mlm_accuracy.update(&r.logits, &d.labels_mlm);
+                        metrics.mlm_accuracy.update(&r.logits, &r.labels);
                     }
                     if w.mim > 0.0 {
                         let r = compute_mim(model, &input, &opts)?;
