@@ -31,7 +31,7 @@ use tch::Device;
 const U: f64 = 1.0 / 256.0;
 
 /// The layer counts of a model set, from its state dict's keys.
-struct Layers {
+pub(crate) struct Layers {
     vision: usize,
     text: usize,
     fusion: usize,
@@ -42,8 +42,9 @@ fn count(keys: &[String], prefix: &str) -> usize {
     keys.iter().filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |i| i + 1)
 }
 
-fn layers(set: &str) -> Layers {
-    let sd = m3ae::weights::read_safetensors(&crate::parity_dir().join(set).join("state_dict.safetensors")).unwrap();
+/// The layer counts of the model in a safetensors file.
+pub(crate) fn layers_of(weights: &std::path::Path) -> Layers {
+    let sd = m3ae::weights::read_safetensors(weights).unwrap();
     let keys: Vec<String> = sd.into_keys().collect();
     Layers {
         vision: count(&keys, "vision_encoder.visual.transformer.resblocks."),
@@ -59,7 +60,7 @@ fn layers(set: &str) -> Layers {
 /// 10 (self-attention 4, cross-attention 4, FFN 2); the patch conv 1; the projection into the
 /// fusion width 1; the heads: pooler + VQA/CLS head (Linear, LayerNorm, GELU, Linear) 3, MLM
 /// head 2, MIM decoder embed + blocks + prediction 2 + 6 per block.
-fn depth(l: &Layers) -> usize {
+pub(crate) fn depth(l: &Layers) -> usize {
     let encoders = (1 + 6 * l.vision).max(6 * l.text);
     let heads = 3usize.max(2 + 6 * l.mim_decoder);
     encoders + 1 + 10 * l.fusion + heads
@@ -68,7 +69,7 @@ fn depth(l: &Layers) -> usize {
 /// λ in Higham and Mary's bound.
 const LAMBDA: f64 = 6.0;
 
-fn forward_bound(d: usize) -> f64 {
+pub(crate) fn forward_bound(d: usize) -> f64 {
     LAMBDA * ((3 * d) as f64).sqrt() * U
 }
 
@@ -93,7 +94,7 @@ const ADAMW_BOUND: f64 = 1e-6;
 const BF16_EVIDENCE: f64 = 1e-4;
 
 fn check_bf16(set: &str) {
-    let d = depth(&layers(set));
+    let d = depth(&layers_of(&crate::parity_dir().join(set).join("state_dict.safetensors")));
     let (fwd, grad) = (forward_bound(d), grad_bound(d));
     let outcome: ParityOutcome = cpu_bf16::autocast(|| check_set_with(&crate::parity_dir().join(set), WeightsSource::StateDict, Device::Cpu, 1.0))
         .unwrap()
