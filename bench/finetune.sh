@@ -7,7 +7,7 @@
 #
 # Usage: bench/finetune.sh [--size tiny|base] [--image-size PX] [--batch B] [--warmup K]
 #                          [--steps M] [--threads T] [--workers W] [--rounds R]
-#                          [--upstream PATH] [--dir DIR] [--notes]
+#                          [--upstream PATH] [--dir DIR] [--bf16] [--notes]
 #   --size        tiny: parity/train-vqa's architecture (default); base: the paper's (CLIP
 #                 ViT-B/16, roberta-base-shaped text encoder with the toy vocabulary, 6
 #                 fusion layers of 768, 12 heads)
@@ -26,6 +26,9 @@
 #                 /tmp/m3ae-finetune-bench)
 #   --same-allocator  give the PyTorch side the glibc settings the Rust binary applies to
 #                 itself (src/runtime.rs), as run.sh's option of that name does
+#   --bf16        three columns: each round also runs PyTorch under
+#                 torch.autocast("cpu", dtype=torch.bfloat16) around upstream's forward, and
+#                 the port with precision "bf16" (CPU autocast); PyTorch fp32 as upstream runs
 #   --notes       also append the table to bench/NOTES.md
 # Environment: PYTHON (default .venv/bin/python), M3AE_BIN (default target/release/m3ae;
 #   copied into the results folder first, so a rebuild during the run changes nothing),
@@ -37,7 +40,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 upstream="${M3AE_UPSTREAM:-/tmp/m3ae-upstream}"
 dir=/tmp/m3ae-finetune-bench
 size=tiny; image_size=224; batch=""; warmup=""; steps=""; threads=2; workers=2; rounds=1; notes=0
-same_alloc=0
+same_alloc=0; bf16=0
 cmdline="bench/finetune.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,8 +55,9 @@ while [ $# -gt 0 ]; do
     --upstream) upstream="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --same-allocator) same_alloc=1; shift ;;
+    --bf16) bf16=1; shift ;;
     --notes) notes=1; shift ;;
-    -h|--help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "finetune.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -91,6 +95,7 @@ fi
 
 res="$dir/results-$size-${image_size}px-b$batch-t$threads-w$workers"
 [ "$same_alloc" = 1 ] && res="$res-same-allocator"
+[ "$bf16" = 1 ] && res="$res-bf16"
 rm -rf "$res"
 mkdir -p "$res"
 bin="$res/m3ae"
@@ -131,30 +136,33 @@ measure() {  # name command... ; runs the command, samples its tree's memory
   return "$rc"
 }
 
-run_py() {
-  local r="$1" rc=0
-  echo "== round $r: PyTorch"
+run_py() {  # round [bf16]: py_<r>.json, or pybf16_<r>.json under CPU autocast
+  local r="$1" name="py_$1" extra=() rc=0
+  [ "${2:-}" = bf16 ] && { name="pybf16_$1"; extra=(--bf16); }
+  echo "== round $r: PyTorch${2:+ (bf16 autocast)}"
   local alloc=()
   # the values of src/runtime.rs (MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD)
   [ "$same_alloc" = 1 ] && alloc=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
-  measure "py_$r" env "${alloc[@]}" "$py" "$script" run --upstream "$upstream" --model "$model" --data "$data" --tokenizer "$tokenizer" \
-    --batch "$batch" --warmup "$warmup" --steps "$steps" --threads "$threads" --workers "$workers" \
-    --out "$res/py_$r.json" || rc=$?
+  measure "$name" env "${alloc[@]}" "$py" "$script" run --upstream "$upstream" --model "$model" --data "$data" --tokenizer "$tokenizer" \
+    --batch "$batch" --warmup "$warmup" --steps "$steps" --threads "$threads" --workers "$workers" "${extra[@]}" \
+    --out "$res/$name.json" || rc=$?
   if [ "$rc" != 0 ]; then
-    echo "   FAILED (exit $rc; see $res/py_$r.log):" >&2; tail -n 5 "$res/py_$r.log" | sed 's/^/   | /' >&2
-    rm -f "$res/py_$r.json"
+    echo "   FAILED (exit $rc; see $res/$name.log):" >&2; tail -n 5 "$res/$name.log" | sed 's/^/   | /' >&2
+    rm -f "$res/$name.json"
   else
-    tail -n 1 "$res/py_$r.log" | sed 's/^/   /'
+    tail -n 1 "$res/$name.log" | sed 's/^/   /'
   fi
 }
 
+precision=()
+if [ "$bf16" = 1 ]; then precision=('precision="bf16"'); fi
 run_rust() {
   local r="$1" rc=0 run="$res/run_$r"
   echo "== round $r: Rust"
   measure "rust_$r" "$bin" finetune vqa_vqa_rad --run-dir "$run" --config "$model/config.json" \
     --set "data_root=\"$data\"" "tokenizer=\"$tokenizer\"" "load_path=\"$model\"" test_only=true \
     per_gpu_batchsize="$batch" batch_size="$batch" max_steps="$total" log_every_n_steps=1 \
-    num_workers="$workers" val_check_interval=1.0 || rc=$?
+    num_workers="$workers" val_check_interval=1.0 "${precision[@]}" || rc=$?
   if [ "$rc" != 0 ]; then
     echo "   FAILED (exit $rc; see $res/rust_$r.log):" >&2; tail -n 5 "$res/rust_$r.log" | sed 's/^/   | /' >&2
   elif "$py" "$script" rust-result --metrics "$run/metrics.jsonl" --run-config "$run/config.json" --batch "$batch" \
@@ -166,6 +174,7 @@ run_rust() {
 
 for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) = 1 ]; then run_py "$r"; run_rust "$r"; else run_rust "$r"; run_py "$r"; fi
+  if [ "$bf16" = 1 ]; then run_py "$r" bf16; fi
 done
 
 # 3. The table.

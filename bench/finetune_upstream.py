@@ -27,6 +27,7 @@ of its scheduler step, so it includes the wait for the batch. samples/s = M*B / 
 M timed steps' times), after K warm-up steps.
 """
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import io
@@ -276,6 +277,9 @@ def run(args):
         raise SystemExit(f"{len(dm.train_dataset)} train samples < {steps} steps x batch {args.batch}")
     result["setup_seconds"] = time.perf_counter() - t_start
 
+    # --bf16: upstream's forward under CPU autocast, backward outside it (PyTorch's AMP recipe)
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext)
+    result["precision"] = "bf16 autocast" if args.bf16 else "fp32"
     times, waits, phases, losses = [], [], [], []
     iterator = iter(loader)  # starts the worker processes
     t_prev = time.perf_counter()
@@ -283,7 +287,8 @@ def run(args):
         model.train()
         batch = next(iterator)
         t_data = time.perf_counter()
-        loss = model.training_step(batch, step)
+        with autocast():
+            loss = model.training_step(batch, step)
         t_fwd = time.perf_counter()
         loss.backward()
         t_bwd = time.perf_counter()
@@ -436,6 +441,23 @@ def report(args):
             "value of the process's RSS plus its child processes' private memory (USS; PyTorch's DataLoader "
             "workers, which share the model with the parent copy-on-write), sampled by bench/tree_rss.py "
             "(RSS every 0.2 s, workers every 10 s)."]
+    bf16_rounds = [r for r in rounds if load(f"pybf16_{r}.json")]
+    if bf16_rounds:
+        # --bf16: the port ran precision "bf16"; PyTorch once as upstream runs (fp32), once under autocast
+        out += ["", "bf16 (the port: precision \"bf16\", CPU autocast; PyTorch: torch.autocast(\"cpu\", "
+                "dtype=torch.bfloat16) around upstream's forward), samples/s:", "",
+                "| round | port bf16 | PyTorch bf16 | upstream fp32 | port bf16 / PyTorch bf16 | port bf16 / upstream fp32 "
+                "| PyTorch bf16 / upstream fp32 |", "|---|---|---|---|---|---|---|"]
+        for r in bf16_rounds:
+            py, pb, rs = load(f"py_{r}.json"), load(f"pybf16_{r}.json"), load(f"rust_{r}.json")
+            p32, p16, r16 = (x and x["samples_per_second"] for x in (py, pb, rs))
+            q = lambda a, b: fmt(a / b, ".2f") + "x" if a and b else "-"  # noqa: E731
+            out.append(f"| {r} | {fmt(r16, '.3f')} | {fmt(p16, '.3f')} | {fmt(p32, '.3f')} | {q(r16, p16)} | "
+                       f"{q(r16, p32)} | {q(p16, p32)} |")
+            if pb:
+                ph = pb.get("phases_median", {})
+                out.append(f"|  | | forward {fmt(ph.get('forward'), '.3f')} s, backward {fmt(ph.get('backward'), '.3f')} s; "
+                           f"losses {', '.join(f'{x:.3f}' for x in pb['losses'])} | | | | |")
     medians = []
     for r in rounds:
         py, rs = load(f"py_{r}.json"), load(f"rust_{r}.json")
@@ -492,6 +514,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--drop-rate", type=float)
+    p.add_argument("--bf16", action="store_true", help="the step under torch.autocast('cpu', dtype=torch.bfloat16)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("rust-result")
     p.add_argument("--metrics", required=True)

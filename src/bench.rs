@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::model::{InferInput, InferOptions, M3aeTransformerSs};
 use crate::train::pretrain::{pretrain_gradients, PretrainBatch};
 use crate::train::optim::AdamW;
+use crate::train::precision::{self, Compute};
+use crate::config::PrecisionMode;
 use crate::tasks::retrieval::retrieval_scores;
 use crate::weights::{load_model_folder, read_safetensors, write_safetensors, StateDict};
 
@@ -103,7 +105,8 @@ fn infer(model: &M3aeTransformerSs, inputs: &StateDict, dir: &Path, repeats: usi
 /// [`pretrain_gradients`], which backpropagates each objective after its forward and
 /// encodes the plain images once for MLM and ITM. Returns the step times and the median
 /// time of each phase (forward and backward summed over the three objectives).
-fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, dir: &Path, repeats: usize) -> Result<(Vec<f64>, TrainPhases)> {
+/// `compute`: fp32, or bf16 autocast (`--bf16`: fp32 weights, gradients and AdamW).
+fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, dir: &Path, repeats: usize, compute: Compute) -> Result<(Vec<f64>, TrainPhases)> {
     let get = |n: &str| input(inputs, dir, &format!("train.{n}"));
     // the mixed ITM batch holds each negative row's false image, the one row read there
     let batch = PretrainBatch {
@@ -118,7 +121,7 @@ fn train_step(model: &M3aeTransformerSs, opt: &mut AdamW, inputs: &StateDict, di
     };
     let mut phases: [Vec<f64>; 3] = Default::default();
     let runs = timed(batch.image.device(), repeats, || {
-        let step = pretrain_gradients(model, opt, &batch, true)?;
+        let step = precision::autocast(compute, || pretrain_gradients(model, opt, &batch, true))??;
         let t = Instant::now();
         opt.apply(step.gradients, 1.0);
         for (v, x) in phases.iter_mut().zip([step.times.forward.as_secs_f64(), step.times.backward.as_secs_f64(), t.elapsed().as_secs_f64()]) {
@@ -145,10 +148,11 @@ fn matmul_gflops() -> (Vec<f64>, f64) {
 }
 
 /// Runs one workload on the weights and inputs of a `bench/upstream_bench.py prepare` folder.
-/// `bf16` casts the weights and the floating-point inputs to bfloat16 (infer and retrieval).
+/// `bf16` casts the weights and the floating-point inputs to bfloat16 (infer and retrieval),
+/// or runs the step under bf16 autocast (train: `precision: "bf16"`).
 pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: bool) -> Result<BenchReport> {
-    if bf16 && !matches!(workload, "infer" | "retrieval") {
-        return Err(Error::input("--bf16", format!("applies to infer and retrieval, not `{workload}`")));
+    if bf16 && !matches!(workload, "infer" | "retrieval" | "train") {
+        return Err(Error::input("--bf16", format!("applies to infer, retrieval and train, not `{workload}`")));
     }
     let mut report = BenchReport {
         workload: workload.into(),
@@ -174,8 +178,13 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: boo
         report.runs = timed(device, repeats, || SafetensorsFile::open(&path)?.load_into(&loaded.vs).map(|_| ()))?;
     } else {
         let mut loaded = load_model_folder(dir, "state_dict.safetensors", device)?;
-        let kind = if bf16 { Kind::BFloat16 } else { Kind::Float };
-        if bf16 {
+        // train: fp32 weights under autocast; infer and retrieval: the weights cast, as the PyTorch side does
+        let train_bf16 = bf16 && workload == "train";
+        let compute = precision::compute_for(if train_bf16 { PrecisionMode::Bf16 } else { PrecisionMode::Fp32 }, device)?;
+        let kind = if bf16 && !train_bf16 { Kind::BFloat16 } else { Kind::Float };
+        if train_bf16 {
+            report.implementation = "rust (tch), bf16 autocast";
+        } else if bf16 {
             loaded.vs.bfloat16();
             report.implementation = "rust (tch), bf16";
         }
@@ -185,7 +194,7 @@ pub fn run(dir: &Path, workload: &str, repeats: usize, device: Device, bf16: boo
         report.runs = match workload {
             "infer" => infer(model, &inputs, dir, repeats)?,
             "train" => {
-                let (runs, phases) = train_step(model, &mut AdamW::new(&loaded.vs, &model.config), &inputs, dir, repeats)?;
+                let (runs, phases) = train_step(model, &mut AdamW::new(&loaded.vs, &model.config), &inputs, dir, repeats, compute)?;
                 report.phases = Some(phases);
                 runs
             }

@@ -12,6 +12,10 @@ struct Cli {
     /// Run on the first CUDA device (default: CPU). Without a usable GPU this is an error, never a quiet CPU run.
     #[arg(long, global = true)]
     cuda: bool,
+    /// Run `precision: "bf16"` (or `predict --bf16`) on a CPU without bf16 instructions
+    /// (neither avx512_bf16 nor amx_bf16), where bf16 is emulated and slower than fp32.
+    #[arg(long, global = true)]
+    allow_slow_bf16: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    m3ae::train::cpu_bf16::set_allow_slow(cli.allow_slow_bf16);
     let device = if !cli.cuda {
         Device::Cpu
     } else if tch::Cuda::is_available() {

@@ -10,6 +10,7 @@ use tch::Device;
 
 /// The test modules under tests/parity/.
 mod parity {
+    pub mod bf16;
     pub mod train;
 }
 

@@ -14,7 +14,8 @@ pub struct Args {
     /// Timed runs after one warm-up.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Weights and inputs in bfloat16 (infer, retrieval); with --cuda, the GPU comparison.
+    /// Weights and inputs in bfloat16 (infer, retrieval); train: the step under bf16 autocast
+    /// (fp32 weights, as `precision: "bf16"`); with --cuda, the GPU comparison.
     #[arg(long)]
     pub bf16: bool,
     /// Also write the report here as JSON.

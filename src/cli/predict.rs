@@ -1,8 +1,10 @@
 //! `m3ae predict vqa|match|retrieve --model DIR …`: inference on one's own images.
 use std::path::{Path, PathBuf};
 
+use m3ae::config::PrecisionMode;
 use m3ae::data::image_set::ImageSet;
 use m3ae::tasks::{itm, retrieval, vqa, LoadOptions, M3ae};
+use m3ae::train::precision;
 use serde::Serialize;
 use tch::Device;
 
@@ -26,6 +28,10 @@ pub struct ModelArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Compute under bf16 autocast (the CPU's, on a CPU with avx512_bf16 or amx_bf16; CUDA's
+    /// with --cuda): the GEMMs in bf16, the weights as they are (README, "bf16").
+    #[arg(long)]
+    pub bf16: bool,
 }
 
 /// The three predictions.
@@ -92,8 +98,18 @@ fn print_json(v: &impl Serialize) -> m3ae::Result<()> {
     Ok(())
 }
 
-/// Runs the prediction and prints it (a table, or JSON with `--json`).
+/// Runs the prediction and prints it (a table, or JSON with `--json`), under bf16 autocast
+/// with `--bf16`.
 pub fn run(args: &Args, device: Device) -> m3ae::Result<bool> {
+    let model = match &args.command {
+        Command::Vqa { model, .. } | Command::Match { model, .. } | Command::Retrieve { model, .. } => model,
+    };
+    let mode = if model.bf16 { PrecisionMode::Bf16 } else { PrecisionMode::Fp32 };
+    let compute = precision::compute_for(mode, device)?;
+    precision::autocast(compute, || predict(args, device))?
+}
+
+fn predict(args: &Args, device: Device) -> m3ae::Result<bool> {
     match &args.command {
         Command::Vqa { model, image, frame, question, answers, top_k } => {
             let m = load(model, answers.as_deref(), device)?;

@@ -9,8 +9,9 @@
 //! 64×768→768 0.88×; 544×64→64 0.68×). So a linear layer of at least [`ONEDNN_MIN_MACS`]
 //! multiply-adds goes to oneDNN through `src/model/onednn_linear.cpp` (a C++ autograd
 //! function on `at::native::mkldnn_matmul`: views of the dense tensors, no layout
-//! conversion, the same saved tensors as F.linear); everything else, CUDA, and every dtype
-//! but fp32, stays on at::linear.
+//! conversion, the same saved tensors as F.linear); everything else, CUDA, every dtype
+//! but fp32, and every layer under CPU bf16 autocast (`precision: "bf16"`, where
+//! at::linear is autocast's bf16 GEMM), stays on at::linear.
 //!
 //! `M3AE_CPU_GEMM=blas` (or [`set_cpu_gemm`]) keeps every layer on at::linear, the kernels
 //! upstream's eager PyTorch runs, e.g. to compare both at the last bit.
@@ -115,7 +116,8 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     let (k, n) = (x.size().last().copied().unwrap_or(0), w.size()[0]);
     let rows = if k == 0 { 0 } else { x.numel() as i64 / k };
     let fp32_cpu = x.device() == Device::Cpu && x.kind() == Kind::Float && w.kind() == Kind::Float;
-    if !(fp32_cpu && x.dim() >= 2 && rows > 0 && uses_onednn(cpu_gemm(), rows, k, n)) {
+    // under CPU bf16 autocast, at::linear is autocast's op (bf16 GEMM); the route would stay fp32
+    if !(fp32_cpu && x.dim() >= 2 && rows > 0 && uses_onednn(cpu_gemm(), rows, k, n)) || crate::train::cpu_bf16::autocast_active() {
         return x.linear(w, b);
     }
     let mut out_shape = x.size();

@@ -171,7 +171,9 @@ pub fn test(o: &TestOptions) -> Result<Evaluation> {
     let pipe = Pipeline::new(&config)?;
     let split = pipe.split(&o.split, false)?;
     let with_recall = o.task.kind == TaskKind::Irtr || config.get_recall_metric;
-    let ev = evaluate(&built.model, o.task.kind, &pipe, &split, "test", with_recall, &mut PhaseMetrics::default(), &Ddp::single(o.device))?;
+    // the run's precision, as Lightning's precision plugin runs test_step
+    let compute = super::precision::compute_mode(&config, o.device)?;
+    let ev = super::precision::autocast(compute, || evaluate(&built.model, o.task.kind, &pipe, &split, "test", with_recall, &mut PhaseMetrics::default(), &Ddp::single(o.device)))??;
     std::fs::create_dir_all(&o.run_dir).map_err(|e| Error::io(&o.run_dir, e))?;
     let step = super::state::saved_step(&path).unwrap_or(0);
     let mut values = ev.values.clone();

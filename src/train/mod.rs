@@ -6,7 +6,8 @@
 //! - [`setup`]: config layering, the model (fresh or from `load_path`), the data of a split.
 //! - [`objectives`], [`pretrain`], [`step`]: the losses, one pre-training step, one micro-batch of any task.
 //! - [`optim`]: transformers-4.6 AdamW in `set_schedule`'s groups, the lr schedule.
-//! - [`precision`]: fp16 autocast with dynamic loss scaling on CUDA.
+//! - [`precision`]: fp16 autocast with dynamic loss scaling on CUDA; [`cpu_bf16`]: CPU autocast in
+//!   bf16, and the CPU's bf16 features.
 //! - [`metrics`]: upstream's metrics and names; [`evaluate`]: a split's evaluation.
 //! - [`trainer`]: the loop; [`start`]: a run's start, fresh or resumed; [`state`]: its state and
 //!   atomic checkpoints; [`log`]: metrics.jsonl, progress.
@@ -14,6 +15,7 @@
 //! - [`sync`]: what the processes of a multi-process run agree on (through [`crate::dist`]).
 pub mod adamw_fused;
 pub mod contrastive;
+pub mod cpu_bf16;
 pub mod evaluate;
 pub mod gradients;
 pub mod log;

@@ -2,7 +2,9 @@
 //! (fp16) with dynamic loss scaling, as PyTorch's `GradScaler` (initial scale 2¹⁶, ×2 after
 //! 2000 steps without overflow, ×½ and the step skipped on an inf or NaN gradient);
 //! `precision="bf16"` runs under bf16 autocast without scaling (autocast's dtype is set by the
-//! C++ shim `autocast.cpp`: tch 0.24 does not expose it). CPU runs compute in fp32.
+//! C++ shim `autocast.cpp`: tch 0.24 does not expose it). On the CPU, `precision="bf16"` runs
+//! under CPU autocast in bf16 ([`super::cpu_bf16`]), on a CPU with bf16 instructions; the
+//! other precisions compute in fp32 there.
 use std::ffi::{c_char, c_int};
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{M3aeConfig, PrecisionMode};
 use crate::error::{Error, Result};
 use crate::shim;
+
+use super::cpu_bf16;
 
 /// `GradScaler`'s defaults.
 pub const INIT_SCALE: f64 = 65536.0;
@@ -20,12 +24,14 @@ pub const GROWTH_INTERVAL: u64 = 2000;
 /// What a run computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compute {
-    /// fp32 everywhere (the CPU, or `precision=32`).
+    /// fp32 everywhere (`precision=32`, or 16 on the CPU).
     Fp32,
     /// CUDA autocast fp16 with loss scaling.
     Fp16Autocast,
     /// CUDA autocast bf16.
     Bf16Autocast,
+    /// CPU autocast bf16 (fp32 master weights, no loss scaling).
+    CpuBf16Autocast,
 }
 
 impl Compute {
@@ -61,13 +67,33 @@ pub fn cuda_autocast_is_bf16() -> bool {
     }
 }
 
+/// Runs `f` (a forward, or a forward and its backward) as `compute` says: under CUDA
+/// autocast, CPU autocast in bf16, or as it is.
+pub fn autocast<T>(compute: Compute, f: impl FnOnce() -> T) -> Result<T> {
+    match compute {
+        Compute::Fp32 => Ok(f()),
+        Compute::Fp16Autocast | Compute::Bf16Autocast => Ok(tch::autocast(true, f)),
+        Compute::CpuBf16Autocast => cpu_bf16::autocast(f),
+    }
+}
+
 /// The compute mode of `config` on `device`.
 pub fn compute_mode(config: &M3aeConfig, device: tch::Device) -> Result<Compute> {
-    let mode = config.precision.mode()?;
+    compute_for(config.precision.mode()?, device)
+}
+
+/// The compute mode of `mode` on `device`. On the CPU it logs the CPU's bf16 features and the
+/// route chosen, and refuses bf16 without bf16 instructions (unless `--allow-slow-bf16`).
+pub fn compute_for(mode: PrecisionMode, device: tch::Device) -> Result<Compute> {
     if device == tch::Device::Cpu {
-        if mode != PrecisionMode::Fp32 {
-            log::info!("precision {:?}: the CPU computes in fp32", config.precision);
+        let features = cpu_bf16::CpuFeatures::detect();
+        if mode == PrecisionMode::Bf16 {
+            let route = cpu_bf16::bf16_route(&features, cpu_bf16::allow_slow())?;
+            log::info!("CPU bf16 features ({}): {}; precision \"bf16\": {}", features.source, features.describe(), route.describe());
+            return Ok(Compute::CpuBf16Autocast);
         }
+        let why = if mode == PrecisionMode::Fp16 { " (fp16 runs in fp32 on the CPU; \"bf16\" is the CPU's half precision)" } else { "" };
+        log::info!("CPU bf16 features ({}): {}; route: fp32{why}", features.source, features.describe());
         return Ok(Compute::Fp32);
     }
     match mode {

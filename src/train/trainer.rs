@@ -37,7 +37,7 @@ use super::step::{run_micro_scaled, stream_seed};
 use super::sync::{reduce_metrics, reduce_step, step_text_columns, StepLosses};
 use super::task::Task;
 use super::test_hooks::TestHooks;
-use super::precision::{compute_mode, Compute};
+use super::precision::{self, compute_mode, Compute};
 use crate::config::M3aeConfig;
 use crate::data::loader::Loader;
 use crate::dist::ddp::Ddp;
@@ -206,7 +206,7 @@ impl Fit {
                         tch::manual_seed(stream_seed(c.seed, self.state.step, micro as u64));
                         let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
                         let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
-                        let out = tch::autocast(self.compute.autocast(), || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))?;
+                        let out = precision::autocast(self.compute, || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))??;
                         step_samples += out.samples;
                         step_losses.add(&out.losses);
                         match (&mut grads, out.gradients) {
@@ -346,7 +346,8 @@ impl Fit {
     fn validate_and_checkpoint(&mut self) -> Result<Option<Outcome>> {
         let c = &self.config;
         let recall = c.get_recall_metric;
-        let ev: Evaluation = evaluate(&self.built.model, self.task.kind, &self.pipe, &self.val, "val", recall, &mut self.val_metrics, &self.ddp)?;
+        // under the training run's autocast, as Lightning's precision plugin runs validation_step
+        let ev: Evaluation = precision::autocast(self.compute, || evaluate(&self.built.model, self.task.kind, &self.pipe, &self.val, "val", recall, &mut self.val_metrics, &self.ddp))??;
         self.state.unreadable_images += ev.unreadable_images;
         let mut values = ev.values.clone();
         if ev.unreadable_images > 0 {

@@ -81,8 +81,39 @@ fn vqa_finetune_through_onednn_equals_upstreams() {
     with_cpu_gemm(CpuGemm::OneDnnAlways, || finetune_against_upstream("vqa-finetune-onednn"));
 }
 
-fn finetune_against_upstream(tag: &str) {
-    let run = scratch(tag);
+/// The same run in `precision: "bf16"` (CPU autocast): each step's loss and the test loss
+/// after it within the bf16 forward bound of tests/parity/bf16.rs (6·√(3D)·2⁻⁸ relative, D
+/// the model's GEMM depth) of upstream's fp32 values.
+#[test]
+fn vqa_finetune_in_bf16_tracks_upstreams_fp32() {
+    let run = scratch("vqa-finetune-bf16");
+    let d = super::bf16::depth(&super::bf16::layers_of(&set("train-vqa").join("model/model.safetensors")));
+    let bound = super::bf16::forward_bound(d);
+    let logged = finetune_vqa_set(&run, &[("precision", json!("bf16"))]);
+    let m = manifest("train-vqa");
+    let steps = m["expected"]["train"]["steps"].as_array().unwrap();
+    assert_eq!(logged.len(), steps.len(), "one vqa/train/loss per step");
+    let mut worst: f64 = 0.0;
+    for (i, (ours, step)) in logged.iter().zip(steps).enumerate() {
+        let r = rel(*ours, &step["loss"]);
+        worst = worst.max(r);
+        assert!(r <= bound, "step {i}: bf16 vqa/train/loss {ours} vs upstream's fp32 {} (rel {r:.1e} > {bound:.3})", step["loss"]);
+    }
+    // `m3ae test` reads the run's config.json: bf16 too
+    let o = TestOptions { task: Task::finetune("vqa_vqa_rad").unwrap(), run_dir: run.clone(), checkpoint: "last".into(), split: "test".into(), overrides: paths("train-vqa"), device: Device::Cpu };
+    let ev = test(&o).unwrap();
+    let after = &m["expected"]["test_after"];
+    let loss = ev.get("vqa/test/loss_epoch").unwrap();
+    let r = rel(loss, &after["vqa/test/loss"]);
+    println!("bf16 fine-tune, depth {d}: worst step loss rel {worst:.2e}, test loss rel {r:.2e} (bound {bound:.3}); score {} vs fp32 {}", ev.get("vqa/test/score_epoch").unwrap(), after["vqa/test/score"]);
+    assert!(r <= bound, "bf16 test loss {loss} vs upstream's fp32 {} (rel {r:.1e})", after["vqa/test/loss"]);
+    // and it was bf16: fp32 reproduces upstream's losses within 1e-4
+    assert!(worst > 1e-4, "the largest step-loss difference {worst:.1e} is fp32's: autocast did not run");
+}
+
+/// Fine-tunes on train-vqa from its initial weights with `extra` overrides; returns each
+/// step's `vqa/train/loss`.
+fn finetune_vqa_set(run: &Path, extra: &[(&str, Value)]) -> Vec<f64> {
     let s = set("train-vqa");
     let mut overrides = paths("train-vqa");
     overrides.extend([
@@ -91,16 +122,22 @@ fn finetune_against_upstream(tag: &str) {
         ("test_only".to_string(), json!(true)),
         ("log_every_n_steps".to_string(), json!(1)),
     ]);
-    let opts = RunOptions { task: Task::finetune("vqa_vqa_rad").unwrap(), run_dir: run.clone(), config_file: Some(s.join("config.json")), overrides, resume: false, device: Device::Cpu };
+    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let opts = RunOptions { task: Task::finetune("vqa_vqa_rad").unwrap(), run_dir: run.to_path_buf(), config_file: Some(s.join("config.json")), overrides, resume: false, device: Device::Cpu };
     let summary = fit(&opts).unwrap();
     assert_eq!(summary.outcome, Outcome::Finished);
-    let m = manifest("train-vqa");
-    let steps = m["expected"]["train"]["steps"].as_array().unwrap();
-    let logged: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+    std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).unwrap().get("vqa/train/loss").and_then(Value::as_f64))
-        .collect();
+        .collect()
+}
+
+fn finetune_against_upstream(tag: &str) {
+    let run = scratch(tag);
+    let logged = finetune_vqa_set(&run, &[]);
+    let m = manifest("train-vqa");
+    let steps = m["expected"]["train"]["steps"].as_array().unwrap();
     assert_eq!(logged.len(), steps.len(), "one vqa/train/loss per step");
     for (i, (ours, step)) in logged.iter().zip(steps).enumerate() {
         let r = rel(*ours, &step["loss"]);
@@ -128,4 +165,33 @@ fn irtr_recalls_equal_upstreams() {
         let v = ev.get(&format!("test/recalls/{k}")).unwrap();
         assert!(f32_eq(v, &expected[k]), "{k}: {v} vs upstream {}", expected[k]);
     }
+}
+
+/// `precision: "bf16"` on a CPU without bf16 instructions (features injected through
+/// M3AE_TEST_CPU_FEATURES) stops before training with an error naming the missing features
+/// and the way out; `--allow-slow-bf16` runs it, and the start-up log names the features
+/// and the route.
+#[test]
+fn bf16_without_bf16_instructions_is_refused_unless_allowed() {
+    let s = set("train-vqa");
+    let run = |tag: &str, extra: &[&str]| {
+        let dir = scratch(tag);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae"));
+        cmd.args(extra).args(["finetune", "vqa_vqa_rad", "--run-dir"]).arg(&dir).arg("--config").arg(s.join("config.json")).arg("--set");
+        for (k, v) in paths("train-vqa").into_iter().chain([("load_path".to_string(), json!(s.join("model")))]) {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.args(["test_only=true", "max_steps=1", "precision=\"bf16\""]).env(m3ae::train::cpu_bf16::TEST_FEATURES_ENV, "avx512f,avx2,fma");
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), dir)
+    };
+    let (code, err, dir) = run("bf16-refused", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    for part in ["amx_bf16", "avx512_bf16", "--allow-slow-bf16", "precision"] {
+        assert!(err.contains(part), "the refusal should name `{part}`: {err}");
+    }
+    assert!(!dir.join("checkpoints").exists(), "refused before any training");
+    let (code, log, _) = run("bf16-allowed", &["--allow-slow-bf16"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("CPU bf16 features (M3AE_TEST_CPU_FEATURES): amx_bf16 no, avx512_bf16 no") && log.contains("emulated"), "{log}");
 }
