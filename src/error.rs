@@ -60,6 +60,10 @@ pub enum Error {
     #[error("{}: {reason}", location(path, *line))]
     Prepare { path: PathBuf, line: usize, reason: String },
 
+    /// A CPU kernel route failed where a fallback is an error (`model::linear`).
+    #[error("kernel: {0}")]
+    Kernel(String),
+
     #[error("training stopped at step {step}: {reason}")]
     Training { step: u64, reason: String },
 }

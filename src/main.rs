@@ -90,6 +90,8 @@ fn main() -> ExitCode {
         Command::Ablate(args) => cli::ablate::run(args, device),
         Command::Predict(args) => cli::predict::run(args, device),
     };
+    // M3AE_ONEDNN_FALLBACK=error: a oneDNN failure the command did not report itself
+    let result = result.and_then(|ok| m3ae::model::linear::check_no_fallback().map(|()| ok));
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

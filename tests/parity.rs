@@ -104,11 +104,15 @@ fn tiny_c() {
 #[test]
 fn tiny_c_through_onednn() {
     with_cpu_gemm(CpuGemm::OneDnnAlways, || check("tiny-c"));
+    // the route forced: a call that fell back to at::linear is an error
+    m3ae::model::linear::check_no_fallback().unwrap();
 }
 
 #[test]
 fn tiny_b_through_onednn() {
     with_cpu_gemm(CpuGemm::OneDnnAlways, || check("tiny-b"));
+    // the route forced: a call that fell back to at::linear is an error
+    m3ae::model::linear::check_no_fallback().unwrap();
 }
 
 #[test]

@@ -25,6 +25,8 @@ mod adamw;
 mod papercuts;
 #[path = "train/contrastive.rs"]
 mod contrastive;
+#[path = "train/onednn.rs"]
+mod onednn;
 
 #[test]
 fn metrics_match_values_worked_out_by_hand() {

@@ -1,10 +1,16 @@
-//! MLM masking of tokenized texts (transformers 4.6 `DataCollatorForWholeWordMask`).
+//! MLM masking of tokenized texts, as upstream's collators (transformers 4.6) do it: with
+//! `whole_word_masking` true (upstream's default) `DataCollatorForWholeWordMask`
+//! ([`MaskingMode::Upstream`]), with false `DataCollatorForLanguageModeling`
+//! ([`MaskingMode::TokenLevel`]); [`MaskingMode::for_config`] picks it.
 //!
 //! [`MaskingMode::Upstream`] reproduces what upstream gets with RoBERTa: its whole-word grouping
 //! only recognises BERT's `##` continuations and `[CLS]`/`[SEP]`, so every RoBERTa position
 //! (`<s>`, `</s>` and padding included) is its own candidate. `max(1, round(L · p))` candidates
 //! are drawn without replacement, then those on special tokens or padding are dropped, so a
 //! sequence gets on average `round(L · p) · real / L` masked tokens.
+//! [`MaskingMode::TokenLevel`] selects each token that is neither special nor padding on its
+//! own with probability p (`torch.bernoulli(probability_matrix)` after
+//! `masked_fill_(special_tokens_mask, 0.0)`, the tokenizer's mask marking padding too).
 //! [`MaskingMode::WholeWord`] groups a byte-level `Ġ` word start with its continuation tokens,
 //! draws among the words of the real tokens only, and aims at `max(1, round(real · p))` tokens.
 //! Either way each selected token becomes `<mask>` with probability 0.8, a uniformly random id
@@ -25,6 +31,20 @@ pub enum MaskingMode {
     Upstream,
     /// Whole words delimited by byte-level `Ġ` prefixes, real tokens only.
     WholeWord,
+    /// `DataCollatorForLanguageModeling`: each real token on its own, with probability p.
+    TokenLevel,
+}
+
+impl MaskingMode {
+    /// Upstream's collator for `whole_word_masking` (`base_datamodule.py`:
+    /// `DataCollatorForWholeWordMask if _config["whole_word_masking"] else DataCollatorForLanguageModeling`).
+    pub fn for_config(whole_word_masking: bool) -> MaskingMode {
+        if whole_word_masking {
+            MaskingMode::Upstream
+        } else {
+            MaskingMode::TokenLevel
+        }
+    }
 }
 
 /// MLM masking parameters.
@@ -54,8 +74,31 @@ impl MlmMasker {
     pub fn mask(&self, enc: &Encoding, rng: &mut impl Rng) -> MaskedText {
         let len = enc.input_ids.len();
         let maskable = |i: usize| enc.special_tokens_mask[i] == 0 && enc.attention_mask[i] == 1;
+        let selected = match self.mode {
+            MaskingMode::Upstream | MaskingMode::WholeWord => self.select_words(enc, rng),
+            // masked_indices = torch.bernoulli(probability_matrix).bool()
+            MaskingMode::TokenLevel => (0..len).map(|i| maskable(i) && rng.gen::<f64>() < self.probability).collect(),
+        };
+        let mut ids = enc.input_ids.clone();
+        let mut labels = vec![IGNORE_INDEX; len];
+        for i in (0..len).filter(|&i| selected[i] && maskable(i)) {
+            labels[i] = ids[i];
+            let roll: f64 = rng.gen();
+            if roll < 0.8 {
+                ids[i] = self.mask_id;
+            } else if roll < 0.9 {
+                ids[i] = rng.gen_range(0..self.vocab_size.max(1));
+            }
+        }
+        MaskedText { ids, labels }
+    }
+
+    /// `DataCollatorForWholeWordMask._whole_word_mask`: candidate words shuffled, whole words
+    /// taken until the count is reached. [len]
+    fn select_words(&self, enc: &Encoding, rng: &mut impl Rng) -> Vec<bool> {
+        let len = enc.input_ids.len();
+        let maskable = |i: usize| enc.special_tokens_mask[i] == 0 && enc.attention_mask[i] == 1;
         let (mut words, target) = match self.mode {
-            MaskingMode::Upstream => ((0..len).map(|i| vec![i]).collect::<Vec<_>>(), len),
             MaskingMode::WholeWord => {
                 let mut words: Vec<Vec<usize>> = Vec::new();
                 for i in (0..len).filter(|&i| maskable(i)) {
@@ -67,6 +110,8 @@ impl MlmMasker {
                 let real = (0..len).filter(|&i| maskable(i)).count();
                 (words, real)
             }
+            // with RoBERTa every position is its own candidate word (see the module doc)
+            MaskingMode::Upstream | MaskingMode::TokenLevel => ((0..len).map(|i| vec![i]).collect::<Vec<_>>(), len),
         };
         words.shuffle(rng);
         let to_predict = ((target as f64 * self.probability).round_ties_even() as usize).max(1);
@@ -84,17 +129,6 @@ impl MlmMasker {
             }
             count += word.len();
         }
-        let mut ids = enc.input_ids.clone();
-        let mut labels = vec![IGNORE_INDEX; len];
-        for i in (0..len).filter(|&i| selected[i] && maskable(i)) {
-            labels[i] = ids[i];
-            let roll: f64 = rng.gen();
-            if roll < 0.8 {
-                ids[i] = self.mask_id;
-            } else if roll < 0.9 {
-                ids[i] = rng.gen_range(0..self.vocab_size.max(1));
-            }
-        }
-        MaskedText { ids, labels }
+        selected
     }
 }

@@ -15,9 +15,16 @@
 //!
 //! `M3AE_CPU_GEMM=blas` (or [`set_cpu_gemm`]) keeps every layer on at::linear, the kernels
 //! upstream's eager PyTorch runs, e.g. to compare both at the last bit.
-use std::cell::Cell;
+//!
+//! A oneDNN call that fails falls back to at::linear, with a warning, for the rest of the
+//! process (a libtorch whose oneDNN refuses fp32 matmul). With `M3AE_ONEDNN_FALLBACK=error`,
+//! and whenever the route is forced ([`CpuGemm::OneDnnAlways`], as tests force it), a failure
+//! is an error instead: the call is recorded (per thread) and [`check_no_fallback`] (which
+//! the trainer runs after every micro-batch and validation, and `m3ae` after every command)
+//! returns it.
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use tch::{nn, Device, Kind, Tensor};
 
@@ -106,9 +113,51 @@ fn env_choice() -> Result<Option<CpuGemm>, String> {
     }
 }
 
-/// Checks `M3AE_CPU_GEMM` (for a command line to report a misspelling before any work).
+/// `M3AE_ONEDNN_FALLBACK`: whether a failed oneDNN call is an error (`error`) or a warning
+/// and a switch to at::linear (`warn`, the default).
+fn env_fallback_is_error() -> Result<bool, String> {
+    match std::env::var("M3AE_ONEDNN_FALLBACK").ok().as_deref() {
+        None | Some("warn") => Ok(false),
+        Some("error") => Ok(true),
+        Some(v) => Err(format!("M3AE_ONEDNN_FALLBACK={v:?}: expected \"warn\" or \"error\"")),
+    }
+}
+
+/// Checks `M3AE_CPU_GEMM` and `M3AE_ONEDNN_FALLBACK` (for a command line to report a
+/// misspelling before any work).
 pub fn check_env() -> Result<(), String> {
-    env_choice().map(|_| ())
+    env_choice().and(env_fallback_is_error()).map(|_| ())
+}
+
+/// Calls that went to oneDNN, and failed calls that fell back to at::linear, since the
+/// process started (all threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteCounts {
+    pub onednn: u64,
+    pub fallbacks: u64,
+}
+
+static ONEDNN_CALLS: AtomicU64 = AtomicU64::new(0);
+static FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's first failure not yet reported by [`check_no_fallback`], where a fallback
+    /// is an error (a model's forward runs on the thread that calls it).
+    static UNREPORTED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// See [`RouteCounts`].
+pub fn route_counts() -> RouteCounts {
+    RouteCounts { onednn: ONEDNN_CALLS.load(Ordering::Relaxed), fallbacks: FALLBACKS.load(Ordering::Relaxed) }
+}
+
+/// `Err` (once) with this thread's first oneDNN failure since its last check, where a
+/// fallback is an error (`M3AE_ONEDNN_FALLBACK=error`, or the route forced); `Ok` otherwise.
+pub fn check_no_fallback() -> crate::Result<()> {
+    match UNREPORTED.with(|u| u.borrow_mut().take()) {
+        None => Ok(()),
+        Some(e) => Err(crate::Error::Kernel(format!("{e} (a fallback to at::linear is an error here: M3AE_ONEDNN_FALLBACK=error or the route forced)"))),
+    }
 }
 
 /// `F.linear(x, w, b)`: x [.., K], w [N, K], b [N] -> [.., N].
@@ -122,12 +171,22 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     }
     let mut out_shape = x.size();
     *out_shape.last_mut().unwrap() = n;
+    ONEDNN_CALLS.fetch_add(1, Ordering::Relaxed);
     match onednn_linear(&x.reshape([rows, k]), w, b) {
         Ok(y) => y.view(out_shape.as_slice()),
         Err(e) => {
-            // a libtorch whose oneDNN refuses fp32 matmul: say so once, then stay on at::linear
-            log::warn!("oneDNN linear failed ({e}); at::linear from now on (M3AE_CPU_GEMM=blas silences this)");
-            set_cpu_gemm(CpuGemm::Blas);
+            FALLBACKS.fetch_add(1, Ordering::Relaxed);
+            let call = format!("oneDNN linear [{rows}, {k}] -> {n} ({} bias) failed: {e}", if b.is_some() { "with" } else { "no" });
+            if cpu_gemm() == CpuGemm::OneDnnAlways || env_fallback_is_error().unwrap_or(false) {
+                // recorded for check_no_fallback; this call's values still come from at::linear
+                UNREPORTED.with(|u| {
+                    u.borrow_mut().get_or_insert(call);
+                });
+            } else {
+                // a libtorch whose oneDNN refuses fp32 matmul: say so once, then stay on at::linear
+                log::warn!("{call}; at::linear from now on (M3AE_CPU_GEMM=blas silences this, M3AE_ONEDNN_FALLBACK=error makes it an error)");
+                set_cpu_gemm(CpuGemm::Blas);
+            }
             x.linear(w, b)
         }
     }

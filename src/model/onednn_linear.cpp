@@ -31,13 +31,16 @@ at::Tensor onednn_mm(const at::Tensor& a, const at::Tensor& b) {
 }
 
 struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
-  // x [rows, k], w [n, k], b [n] or undefined -> [rows, n]
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  // x [rows, k], w [n, k], b [n] or none -> [rows, n]. The bias is an optional, not an
+  // undefined at::Tensor: Function::apply reads the device of every at::Tensor argument
+  // (VariableInfo), and an undefined one throws "tensor does not have a device".
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const std::optional<at::Tensor>& b) {
     ctx->save_for_backward({x, w});
-    ctx->saved_data["bias"] = b.defined();
-    if (!b.defined()) return onednn_mm(x, w.t());
+    ctx->saved_data["bias"] = b.has_value();
+    if (!b.has_value()) return onednn_mm(x, w.t());
     // y = x @ w.T + 1 * y, y starting as the bias (oneDNN's sum post-op)
-    auto y = b.expand({x.size(0), w.size(0)}).contiguous();
+    auto y = b->expand({x.size(0), w.size(0)}).contiguous();
     at::native::mkldnn_matmul(x, w.t(), y, 1.0f, 1.0f);
     return y;
   }
@@ -50,6 +53,7 @@ struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
     at::Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) gx = onednn_mm(g, w);       // [rows, n] @ [n, k]
     if (ctx->needs_input_grad(1)) gw = onednn_mm(g.t(), x);   // [n, rows] @ [rows, k]
+    // without a bias, input 2 is no variable: its gradient stays undefined
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = g.sum(0);
     return {gx, gw, gb};
   }
@@ -61,7 +65,7 @@ extern "C" int m3ae_onednn_linear_built() { return 1; }
 
 extern "C" int m3ae_onednn_linear(const at::Tensor* x, const at::Tensor* w, const at::Tensor* b, at::Tensor** out,
                                   char* err, size_t len) {
-  return m3ae::guarded(err, len, [&] { *out = new at::Tensor(OneDnnLinear::apply(*x, *w, b ? *b : at::Tensor())); });
+  return m3ae::guarded(err, len, [&] { *out = new at::Tensor(OneDnnLinear::apply(*x, *w, b ? std::optional<at::Tensor>(*b) : std::nullopt)); });
 }
 
 #else  // M3AE_NO_ONEDNN_MATMUL

@@ -240,7 +240,7 @@ impl Pipeline {
 
     pub fn collator(&self) -> Collator {
         let tok = &self.tokenizer;
-        let masker = MlmMasker { probability: self.config.mlm_prob, mode: MaskingMode::Upstream, mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
+        let masker = MlmMasker { probability: self.config.mlm_prob, mode: MaskingMode::for_config(self.config.whole_word_masking), mask_id: tok.mask_id(), vocab_size: tok.vocab_size() as i64 };
         Collator { masker, vqa_label_size: self.config.vqa_label_size.max(0) as usize }
     }
 

@@ -42,6 +42,7 @@ use crate::config::M3aeConfig;
 use crate::data::loader::Loader;
 use crate::dist::ddp::Ddp;
 use crate::error::{Error, Result};
+use crate::model::linear::check_no_fallback;
 
 /// Set by SIGINT: the loop saves `last` at the next step boundary and stops.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -207,6 +208,7 @@ impl Fit {
                         let mut rng_itm = ChaCha8Rng::seed_from_u64(stream_seed(c.seed ^ 0x17e, self.state.step, micro as u64) as u64);
                         let scale = if self.compute == Compute::Fp16Autocast { self.state.scaler.scale } else { 1.0 };
                         let out = precision::autocast(self.compute, || run_micro_scaled(&self.built.model, Some(&self.opt), &batch, self.task.kind, &mut train_metrics, &mut rng_itm, scale))??;
+                        check_no_fallback().map_err(|e| Error::Training { step: self.state.step + 1, reason: e.to_string() })?;
                         step_samples += out.samples;
                         step_losses.add(&out.losses);
                         match (&mut grads, out.gradients) {
@@ -348,6 +350,7 @@ impl Fit {
         let recall = c.get_recall_metric;
         // under the training run's autocast, as Lightning's precision plugin runs validation_step
         let ev: Evaluation = precision::autocast(self.compute, || evaluate(&self.built.model, self.task.kind, &self.pipe, &self.val, "val", recall, &mut self.val_metrics, &self.ddp))??;
+        check_no_fallback().map_err(|e| Error::Training { step: self.state.step, reason: format!("validation: {e}") })?;
         self.state.unreadable_images += ev.unreadable_images;
         let mut values = ev.values.clone();
         if ev.unreadable_images > 0 {

@@ -84,6 +84,35 @@ fn onednn_linear_equals_blas_forward_and_backward() {
     assert!(!linear::uses_onednn(CpuGemm::Blas, 788, 768, 3072));
 }
 
+/// A layer without a bias (the MLM decoder's) through the forced route: at::linear's values
+/// and gradients, and no fallback (the shim once passed the absent bias as an undefined
+/// tensor, which autograd's Function::apply refused).
+#[test]
+fn onednn_linear_without_a_bias_takes_the_route() {
+    let x = noise(40 * 96, 0.4, 1.0).view([2, 20, 96]).set_requires_grad(true);
+    let w = noise(80 * 96, 0.5, 0.1).view([80, 96]).set_requires_grad(true);
+    let g = Tensor::arange(80, (Kind::Float, Device::Cpu)).sin();
+    let run = |gemm| {
+        let y = with_cpu_gemm(gemm, || linear::linear(&x, &w, None));
+        (&y * &g).sum(Kind::Float).backward();
+        let out = (y.detach(), x.grad().copy(), w.grad().copy());
+        let _ = (x.grad().zero_(), w.grad().zero_());
+        out
+    };
+    let blas = run(CpuGemm::Blas);
+    let before = linear::route_counts();
+    let dnn = run(CpuGemm::OneDnnAlways);
+    linear::check_no_fallback().unwrap();
+    assert!(linear::route_counts().onednn > before.onednn, "the call did not go to oneDNN");
+    // |x| < 0.5, |w| < 0.05, |g| ≤ 1: a sum of n terms each below t, in any order, is within
+    // n·2⁻²⁴·(n·t) of the exact sum; two orders differ by at most twice that
+    let bound = |n: f64, t: f64| 2.0 * n * n * t / (1u64 << 24) as f64;
+    for (name, a, b, tol) in [("y", &blas.0, &dnn.0, bound(96.0, 0.025)), ("x.grad", &blas.1, &dnn.1, bound(80.0, 0.05)), ("w.grad", &blas.2, &dnn.2, bound(40.0, 0.5))] {
+        let err = (a - b).abs().max().double_value(&[]);
+        assert!(err < tol, "{name}: oneDNN differs from at::linear by {err:.2e} (bound {tol:.2e})");
+    }
+}
+
 /// n values in [1, 2): no zeros, so a zero in the output marks a dropped element.
 fn positive(n: i64, phase: f64) -> Tensor {
     noise(n, phase, 1.0) + 1.5

@@ -79,6 +79,7 @@ fn vqa_finetune_losses_and_scores_after_equal_upstreams() {
 #[test]
 fn vqa_finetune_through_onednn_equals_upstreams() {
     with_cpu_gemm(CpuGemm::OneDnnAlways, || finetune_against_upstream("vqa-finetune-onednn"));
+    m3ae::model::linear::check_no_fallback().unwrap();
 }
 
 /// The same run in `precision: "bf16"` (CPU autocast): each step's loss and the test loss
