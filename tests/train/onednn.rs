@@ -25,7 +25,7 @@ fn demo_sized_runs_take_the_onednn_route_without_a_fallback() {
     write(&s.tokenizer_dir.join("config.json"), &presets::roberta_config(vocab, presets::MAX_TEXT_LEN));
     let model = dir.join("model.json");
     write(&model, &presets::model_config(&data.display().to_string(), &s.tokenizer_dir.display().to_string(), vocab));
-    let schedule = Schedule { batch: 8, ..Schedule::new(true) };
+    let schedule = Schedule { batch: 8, ..Schedule::new(presets::Size::Quick) };
     let opts = |task: Task, name: &str, mut o: Vec<(String, Value)>, extra: Value| {
         o.extend(sets(json!({"num_workers": 0, "log_every_n_steps": 1})));
         o.extend(sets(extra));
