@@ -75,9 +75,12 @@ pub fn ybr_full_to_rgb(values: &mut [i64]) {
     }
 }
 
+/// A frame table: each frame's byte offset and its length.
+type FrameTable = (Vec<u64>, Vec<u64>);
+
 /// The Extended Offset Table (7FE0,0001) and its lengths (7FE0,0002), 64-bit little endian,
 /// when the file has them.
-fn extended_offsets(d: &Dicom) -> std::result::Result<Option<(Vec<u64>, Vec<u64>)>, String> {
+fn extended_offsets(d: &Dicom) -> std::result::Result<Option<FrameTable>, String> {
     let read = |tag: Tag| -> std::result::Result<Option<Vec<u64>>, String> {
         let Some(e) = d.obj.get(tag) else { return Ok(None) };
         let bytes = e.to_bytes().map_err(|err| format!("{tag}: {err}"))?;
