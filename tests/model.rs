@@ -68,6 +68,26 @@ pub(crate) fn batch(b: i64) -> Batch {
     Batch { image: Tensor::randn([b, 3, 32, 32], (Kind::Float, Device::Cpu)), ids, masks }
 }
 
+/// The rest of a 4-sample pre-training batch: a false image, ITM labels [0, 1, 1, 0], MLM ids
+/// with text columns 1–2 masked (id 4) and their labels, and MIM noise (drawn in that order).
+pub(crate) struct PretrainExtras {
+    pub(crate) false_image: Tensor,
+    pub(crate) itm_labels: Tensor,
+    pub(crate) ids_mlm: Tensor,
+    pub(crate) labels_mlm: Tensor,
+    pub(crate) noise: Tensor,
+}
+
+pub(crate) fn pretrain_extras(b: &Batch) -> PretrainExtras {
+    let false_image = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let itm_labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
+    let ids_mlm = b.ids.copy();
+    let _ = ids_mlm.narrow(1, 1, 2).fill_(4);
+    let labels_mlm = b.ids.where_self(&ids_mlm.eq(4), &Tensor::full([4, 8], -100, (Kind::Int64, Device::Cpu)));
+    let noise = Tensor::rand([4, 4], (Kind::Float, Device::Cpu));
+    PretrainExtras { false_image, itm_labels, ids_mlm, labels_mlm, noise }
+}
+
 fn keys(vs: &nn::VarStore) -> Vec<String> {
     let mut k: Vec<String> = vs.variables().into_keys().collect();
     k.sort();
@@ -331,12 +351,7 @@ fn pretrain_step_sharing_the_image_encoding_equals_one_infer_per_objective() {
         c.loss_names = m3ae::config::LossNames { mlm, mim, itm: 1.0, vqa: 0.0, cls: 0.0, irtr: 0.0 };
         let (vs, m) = build(&c);
         let b = batch(4);
-        let false_image = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
-        let itm_labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
-        let ids_mlm = b.ids.copy();
-        let _ = ids_mlm.narrow(1, 1, 2).fill_(4);
-        let labels_mlm = b.ids.where_self(&ids_mlm.eq(4), &Tensor::full([4, 8], -100, (Kind::Int64, Device::Cpu)));
-        let noise = Tensor::rand([4, 4], (Kind::Float, Device::Cpu));
+        let PretrainExtras { false_image, itm_labels, ids_mlm, labels_mlm, noise } = pretrain_extras(&b);
         let opt = AdamW::new(&vs, &c);
         let opts = InferOptions::default();
 

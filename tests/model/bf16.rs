@@ -9,7 +9,7 @@ use m3ae::train::optim::AdamW;
 use m3ae::train::pretrain::{pretrain_gradients, PretrainBatch};
 use tch::{Device, Kind, Tensor};
 
-use crate::{batch, build, tiny_config};
+use crate::{batch, build, pretrain_extras, tiny_config, PretrainExtras};
 
 #[test]
 fn linear_layers_compute_in_bf16_and_the_onednn_route_steps_aside() {
@@ -62,12 +62,7 @@ fn a_bf16_step_keeps_fp32_weights_gradients_and_adamw_state() {
     let c = tiny_config();
     let (vs, m) = build(&c);
     let b = batch(4);
-    let false_image = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let itm_labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
-    let ids_mlm = b.ids.copy();
-    let _ = ids_mlm.narrow(1, 1, 2).fill_(4);
-    let labels_mlm = b.ids.where_self(&ids_mlm.eq(4), &Tensor::full([4, 8], -100, (Kind::Int64, Device::Cpu)));
-    let noise = Tensor::rand([4, 4], (Kind::Float, Device::Cpu));
+    let PretrainExtras { false_image, itm_labels, ids_mlm, labels_mlm, noise } = pretrain_extras(&b);
     let batch = PretrainBatch { image: &b.image, text_ids: &b.ids, text_masks: &b.masks, text_ids_mlm: &ids_mlm, text_labels_mlm: &labels_mlm, mim_noise: Some(&noise), itm_labels: &itm_labels, false_image: &false_image };
     let mut opt = AdamW::new(&vs, &c);
 
