@@ -163,7 +163,8 @@ pub fn run_study(spec: &StudySpec, parallel: Option<usize>, dataset: Value, sche
         seeds: spec.seeds.clone(),
         wall_seconds: start.elapsed().as_secs_f64(),
     };
-    let (json_path, md_path) = report::write(spec, &jobs, &results, &ctx, &files)?;
+    let checks = checks::evaluate(&results);
+    let (json_path, md_path) = report::write(spec, &jobs, &results, &checks, &ctx, &files)?;
     files.extend([json_path, md_path]);
-    Ok(StudyReport { table: results::markdown_table(&results), checks: checks::markdown(&checks::evaluate(&results)), results, files, jobs_run })
+    Ok(StudyReport { table: results::markdown_table(&results), checks: checks::markdown(&checks), results, files, jobs_run })
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::checks::Check;
 use super::plan::{Job, StudySpec};
 use super::results::{contrast_table, markdown_table, StudyResults};
 use crate::error::{Error, Result};
@@ -55,7 +56,7 @@ pub fn utc_now() -> String {
 }
 
 /// Writes `results.json` and `report.md` into the study folder; returns their paths.
-pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &ReportContext, figures: &[PathBuf]) -> Result<(PathBuf, PathBuf)> {
+pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, checks: &[Check], ctx: &ReportContext, figures: &[PathBuf]) -> Result<(PathBuf, PathBuf)> {
     let commands: Vec<String> = jobs.iter().map(|j| format!("m3ae {}", j.args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "))).collect();
     let json_path = spec.out.join("results.json");
     let doc = serde_json::json!({
@@ -66,7 +67,7 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
         "pretraining_curves": results.curves,
         "contrasts": results.contrasts,
         "chance": results.baselines,
-        "checks": super::checks::evaluate(results),
+        "checks": checks,
         "paper_finding": super::checks::PAPER_FINDING,
         "commands": commands,
     });
@@ -80,7 +81,7 @@ pub fn write(spec: &StudySpec, jobs: &[Job], results: &StudyResults, ctx: &Repor
     md.push_str(&markdown_table(results));
     md.push_str("\nChance levels: retrieval R@k is k/N over N test images (the same for every variant when the scores carry no image–text interaction); VQA closed questions are yes/no, balanced by the generator.\n");
     md.push_str("\n## Against the study's targets\n\nEach pre-training objective against its baseline on the val split (mean over seeds), retrieval against chance, and transfer (the contrast below whose interval sits highest). Stated whatever they show.\n\n");
-    md.push_str(&super::checks::markdown(&super::checks::evaluate(results)));
+    md.push_str(&super::checks::markdown(checks));
     md.push_str(&format!("\nFor comparison, not as a target: {}\n", super::checks::PAPER_FINDING));
     md.push_str("\n## Differences between variants\n\nEach cell is the mean over seeds of the per-seed difference (same seed, so the same data order and fine-tuning draws) and its 95% Student-t interval (mean ± t(0.975, n−1)·sd/√n), in points for percentages; **bold**: the interval excludes 0 (the contrast is resolved at this number of seeds).\n\n");
     md.push_str(&contrast_table(results));
