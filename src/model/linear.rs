@@ -65,9 +65,53 @@ pub fn with_cpu_gemm<T>(g: CpuGemm, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The process-wide choice; [`CpuGemm::OneDnn`] when libtorch has oneDNN and the route was
-/// built ([`onednn_linear_built`]), unless
-/// `M3AE_CPU_GEMM=blas` or [`set_cpu_gemm`] says otherwise.
+/// Whether oneDNN's matmul runs fp32 on this CPU: `Err` with the reason where it does not.
+///
+/// torch 2.11's `mkldnn_matmul` refuses every call, fp32 included, on a CPU without
+/// avx512bw + avx512vl + avx512dq or avx_ne_convert (its `mkldnn_bf16_device_check`; e.g. AMD
+/// Zen 2 and 3, Intel before Skylake-SP): "mkldnn_matmul bf16 path needs the cpu support …".
+/// So the route is probed once, on a 2×3 · 3×2 product checked against at::linear, before
+/// any layer takes it; a CPU that refuses runs every layer on at::linear from the start, and
+/// no run switches kernels midway.
+pub fn onednn_available() -> Result<(), String> {
+    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            if !tch::utils::has_mkldnn() {
+                return Err("this libtorch has no oneDNN (MKLDNN)".into());
+            }
+            if !onednn_linear_built() {
+                return Err("build.rs compiled the oneDNN route out (see its warning)".into());
+            }
+            let x = Tensor::from_slice(&[1f32, 2., 3., 4., 5., 6.]).view([2, 3]);
+            let w = Tensor::from_slice(&[0.5f32, -1., 2., 1., 0.25, -0.5]).view([2, 3]);
+            let y = tch::no_grad(|| onednn_linear(&x, &w, None))?;
+            let want = x.linear::<Tensor>(&w, None);
+            if y.size() != want.size() || !y.allclose(&want, 0.0, 0.0, false) {
+                return Err(format!("oneDNN's matmul gave {y:?} where at::linear gives {want:?} on the probe"));
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// For tests that force the route ([`CpuGemm::OneDnnAlways`]), called first: `true` where
+/// oneDNN's fp32 matmul runs on this CPU. Where it does not, the test has nothing to run
+/// through it: this checks that the process-wide route is at::linear (no layer of any run
+/// takes oneDNN here), says on stderr that `test` checked only that and why, and returns false.
+pub fn forced_route_testable(test: &str) -> bool {
+    match onednn_available() {
+        Ok(()) => true,
+        Err(why) => {
+            assert_eq!(cpu_gemm(), CpuGemm::Blas, "{test}: oneDNN is unavailable ({why}) yet the process-wide route is not at::linear");
+            eprintln!("{test}: oneDNN's fp32 matmul does not run on this CPU ({why}); checked that every layer runs on at::linear instead");
+            false
+        }
+    }
+}
+
+/// The process-wide choice; [`CpuGemm::OneDnn`] when oneDNN's fp32 matmul runs here
+/// ([`onednn_available`]), unless `M3AE_CPU_GEMM=blas` or [`set_cpu_gemm`] says otherwise.
 pub fn cpu_gemm() -> CpuGemm {
     if let Some(g) = SCOPED.with(Cell::get) {
         return g;
@@ -79,8 +123,13 @@ pub fn cpu_gemm() -> CpuGemm {
             // a bad value is reported at start-up (check_env); here it counts as unset
             let pick = match env_choice() {
                 Ok(Some(CpuGemm::Blas)) => CpuGemm::Blas,
-                _ if !tch::utils::has_mkldnn() || !onednn_linear_built() => CpuGemm::Blas,
-                _ => CpuGemm::OneDnn,
+                _ => match onednn_available() {
+                    Ok(()) => CpuGemm::OneDnn,
+                    Err(why) => {
+                        log::info!("large fp32 linear layers run on at::linear: oneDNN's fp32 matmul is unavailable here ({why})");
+                        CpuGemm::Blas
+                    }
+                },
             };
             set_cpu_gemm(pick);
             pick
@@ -125,8 +174,13 @@ fn env_fallback_is_error() -> Result<bool, String> {
 
 /// Checks `M3AE_CPU_GEMM` and `M3AE_ONEDNN_FALLBACK` (for a command line to report a
 /// misspelling before any work).
+/// `M3AE_CPU_GEMM=onednn` on a CPU where oneDNN's fp32 matmul does not run is refused.
 pub fn check_env() -> Result<(), String> {
-    env_choice().and(env_fallback_is_error()).map(|_| ())
+    env_fallback_is_error()?;
+    if env_choice()? == Some(CpuGemm::OneDnn) {
+        onednn_available().map_err(|why| format!("M3AE_CPU_GEMM=onednn: oneDNN's fp32 matmul is unavailable here ({why}); unset it or use blas"))?;
+    }
+    Ok(())
 }
 
 /// Calls that went to oneDNN, and failed calls that fell back to at::linear, since the

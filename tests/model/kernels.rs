@@ -67,6 +67,9 @@ fn abs_sum_scales() -> [f64; 4] {
 /// gradients (fp32, another summation order), and is really taken: its bits differ.
 #[test]
 fn onednn_linear_equals_blas_forward_and_backward() {
+    if !linear::forced_route_testable("onednn_linear_equals_blas_forward_and_backward") {
+        return;
+    }
     assert!(tch::utils::has_mkldnn(), "this libtorch has no oneDNN");
     assert!(linear::uses_onednn(CpuGemm::OneDnn, 300, 768, 1024));
     let blas = big_linear(CpuGemm::Blas);
@@ -89,6 +92,9 @@ fn onednn_linear_equals_blas_forward_and_backward() {
 /// tensor, which autograd's Function::apply refused).
 #[test]
 fn onednn_linear_without_a_bias_takes_the_route() {
+    if !linear::forced_route_testable("onednn_linear_without_a_bias_takes_the_route") {
+        return;
+    }
     let x = noise(40 * 96, 0.4, 1.0).view([2, 20, 96]).set_requires_grad(true);
     let w = noise(80 * 96, 0.5, 0.1).view([80, 96]).set_requires_grad(true);
     let g = Tensor::arange(80, (Kind::Float, Device::Cpu)).sin();
@@ -110,6 +116,30 @@ fn onednn_linear_without_a_bias_takes_the_route() {
     for (name, a, b, tol) in [("y", &blas.0, &dnn.0, bound(96.0, 0.025)), ("x.grad", &blas.1, &dnn.1, bound(80.0, 0.05)), ("w.grad", &blas.2, &dnn.2, bound(40.0, 0.5))] {
         let err = (a - b).abs().max().double_value(&[]);
         assert!(err < tol, "{name}: oneDNN differs from at::linear by {err:.2e} (bound {tol:.2e})");
+    }
+}
+
+/// The route's probe agrees with torch 2.11's rule for `mkldnn_matmul` (its
+/// `mkldnn_bf16_device_check`, applied to fp32 calls too): it runs on x86 CPUs with avx512bw,
+/// avx512vl and avx512dq, or avx_ne_convert. Where it does not run, a call forced onto it
+/// still gives at::linear's values and is reported as an error, not lost.
+#[test]
+fn onednn_route_is_probed_by_the_cpus_features() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+    let flags: Vec<&str> = cpuinfo.lines().find(|l| l.starts_with("flags")).expect("a flags line").split_whitespace().collect();
+    let has = |f: &str| flags.contains(&f);
+    let expected = (has("avx512bw") && has("avx512vl") && has("avx512dq")) || has("avx_ne_convert");
+    let probe = linear::onednn_available();
+    assert_eq!(probe.is_ok(), expected, "probe {probe:?}; CPU flags avx512bw/vl/dq, avx_ne_convert: {}", ["avx512bw", "avx512vl", "avx512dq", "avx_ne_convert"].map(has).map(|b| b.to_string()).join("/"));
+    if let Err(why) = probe {
+        assert!(why.contains("mkldnn_matmul"), "the reason names torch's refusal: {why}");
+        assert_eq!(linear::cpu_gemm(), CpuGemm::Blas, "no layer takes a route that cannot run");
+        let x = noise(6 * 8, 0.1, 1.0).view([6, 8]);
+        let w = noise(4 * 8, 0.2, 1.0).view([4, 8]);
+        let forced = with_cpu_gemm(CpuGemm::OneDnnAlways, || linear::linear(&x, &w, None));
+        assert!(forced.equal(&x.linear::<Tensor>(&w, None)), "the forced call's values are at::linear's");
+        let err = linear::check_no_fallback().expect_err("a forced call that failed is reported");
+        assert!(err.to_string().contains("mkldnn_matmul"), "{err}");
     }
 }
 

@@ -78,6 +78,9 @@ fn vqa_finetune_losses_and_scores_after_equal_upstreams() {
 /// The same run with every linear layer on the oneDNN route of large models.
 #[test]
 fn vqa_finetune_through_onednn_equals_upstreams() {
+    if !m3ae::model::linear::forced_route_testable("vqa_finetune_through_onednn_equals_upstreams") {
+        return;
+    }
     with_cpu_gemm(CpuGemm::OneDnnAlways, || finetune_against_upstream("vqa-finetune-onednn"));
     m3ae::model::linear::check_no_fallback().unwrap();
 }

@@ -15,6 +15,9 @@ use super::common::{scratch, sets};
 
 #[test]
 fn demo_sized_runs_take_the_onednn_route_without_a_fallback() {
+    if !linear::forced_route_testable("demo_sized_runs_take_the_onednn_route_without_a_fallback") {
+        return;
+    }
     let dir = scratch("onednn-demo");
     let data = dir.join("data");
     // the demo's generator at a few dozen images (its tokenizer, 128-px PNGs)
