@@ -125,18 +125,21 @@ pub struct SynthSummary {
     pub seconds: f64,
 }
 
-/// The random stream of image `index` of `dataset` / `split` (splitmix64 of the key).
+/// splitmix64's step: the next state's output.
+fn splitmix64(z: u64) -> u64 {
+    let mut x = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The random stream of image `index` of `dataset` / `split`: the key's four fields hashed
+/// one after another (splitmix64), so that no two keys share a stream. (XOR-ing them into one
+/// word, as an earlier version did, made seed 1 draw seed 0's scenes with neighbouring
+/// indices swapped: the demo's "separate" stage-0 corpus was the pre-training set reordered.)
 pub fn image_rng(seed: u64, dataset: u64, split: usize, index: usize) -> ChaCha8Rng {
-    let mut z = seed ^ (dataset << 56) ^ ((split as u64) << 48) ^ index as u64;
-    let mut mix = || {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = z;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    };
-    mix();
-    ChaCha8Rng::seed_from_u64(mix())
+    let key = [seed, dataset, split as u64, index as u64].into_iter().fold(0u64, |h, field| splitmix64(h ^ field));
+    ChaCha8Rng::seed_from_u64(key)
 }
 
 /// A generated VQA image before labels exist.
