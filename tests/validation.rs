@@ -66,10 +66,11 @@ fn mean_se(x: &[f64]) -> (f64, f64) {
 /// errors, √(s_p²/n + s_u²/m), per metric: a 5% false alarm per metric for a random choice of
 /// seeds; the seeds are fixed (port 0..200, upstream 1000..2000), so the outcome is
 /// deterministic. On this set the bounds are about 0.013 (MLM loss, 0.4%), 0.004 (accuracy),
-/// 0.0011 (MIM loss) and 1.4 tokens of 212. Caught (`/work/notes/mutate.sh` runs): the
-/// masking probability × 1.2 (n_masked), 70% `<mask>` instead of 80% (MLM loss +0.020), and
-/// the MLM loss averaged over masked tokens instead of over batches, as `Scalar` does (−0.028;
-/// the last batch holds 8 of the 40 pairs).
+/// 0.0011 (MIM loss) and 1.4 tokens of 212. Caught (one-line mutations of the port): the
+/// masking probability × 1.2 (n_masked +39), `<s>` and `</s>` maskable (n_masked +12, MLM
+/// loss +0.52), 70% `<mask>` instead of 80% (MLM loss +0.020), and the MLM loss averaged over
+/// masked tokens instead of over batches as `Scalar` does (−0.028; the last batch holds 8 of
+/// the 40 pairs).
 #[test]
 fn validation_matches_upstreams_on_the_same_weights() {
     let path = set("val-pretrain").join("reference.json");
