@@ -13,7 +13,7 @@ Each draw is one pass of upstream's validation as Lightning runs it: the val spl
 upstream's MTDataModule (ROCODataset, `collate` with the MLM collator `whole_word_masking`
 picks), batches of `per_gpu_batchsize` in order, `model.eval()`, `validation_step` (set_task,
 then compute_mlm, compute_mim, compute_itm) and `m3ae_utils.epoch_wrapup`; the draw's random
-streams (`random`, `numpy`, `torch`) seeded with 1000 + draw. The MLM masks and replacements,
+streams (`random`, `numpy`, `torch`) seeded with 1000 + draw (`--seed-base`). The MLM masks and replacements,
 the MIM noise, the ITM pairing and the false images are that draw's. Writes every draw's logged
 epoch metrics (and the number of masked tokens), their means and standard deviations.
 
@@ -77,6 +77,7 @@ def main():
     ap.add_argument("--data", help="folder of roco_val.arrow (default: SET/data)")
     ap.add_argument("--tokenizer", help="RoBERTa tokenizer folder (default: SET/tokenizer)")
     ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument("--seed-base", type=int, default=1000, help="draw r seeds random, numpy and torch with SEED_BASE + r")
     ap.add_argument("--out", help="output JSON (default: SET/reference.json)")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -104,9 +105,9 @@ def main():
     model.log = lambda name, value, *x, **k: logged.__setitem__(name, float(value))
     draws = []
     for r in range(a.draws):
-        random.seed(1000 + r)
-        np.random.seed(1000 + r)
-        torch.manual_seed(1000 + r)
+        random.seed(a.seed_base + r)
+        np.random.seed(a.seed_base + r)
+        torch.manual_seed(a.seed_base + r)
         model.eval()
         n_masked = 0
         with torch.no_grad():
