@@ -177,7 +177,8 @@ def summary(folder, workload):
     n = len(res.rounds)
     q = lambda xs: f"{statistics.median(xs):.2f}x" if xs else "—"  # noqa: E731
     first = res.load(f"py_{res.rounds[0]}.json") or res.load(f"rust_{res.rounds[0]}.json") or {}
-    label = (f"{workload}, batch {first.get('batch', '?')}, {res.meta.get('image_size', '?')} px "
+    label = (f"{workload}, {res.meta.get('size', '?')} size, batch {first.get('batch', '?')}, "
+             f"{res.meta.get('image_size', '?')} px "
              f"({first.get('warmup', '?')}+{first.get('steps', '?')} steps, median of {n} round{'s' if n > 1 else ''})")
     p32, r32 = res.median(res.rate, "py"), res.median(res.rate, "rust")
     fp32 = [label, fmt(p32, ".3f"), fmt(r32, ".3f"), q(res.ratios("rust", "py")),
@@ -205,7 +206,7 @@ def run_sh_tables(pretrain, finetune, pipeline_log):
     """bench/run.sh's second and third tables: the end-to-end workloads in samples/s (higher
     is better, so the ratio is Rust / PyTorch), then their bf16 columns."""
     rows, bf16_rows = [], []
-    for folder, workload in ((pretrain, "pretrain (MLM+MIM+ITM, paper size)"), (finetune, "finetune (VQA, paper size)")):
+    for folder, workload in ((pretrain, "pretrain (MLM+MIM+ITM)"), (finetune, "finetune (VQA)")):
         fp32, bf16 = summary(folder, workload)
         rows += [fp32] if fp32 else []
         bf16_rows += [bf16] if bf16 else []
