@@ -283,7 +283,7 @@ def rust_result(args, loss_of):
 
 def finish_rust_result(args, result):
     write_json(args.out, result)
-    print(f"Rust ({result.get('precision', '?')}): {result['samples_per_second']:.3f} samples/s over {args.steps} "
+    print(f"Rust (precision {result.get('precision', '?')}): {result['samples_per_second']:.3f} samples/s over {args.steps} "
           f"steps of {args.batch}, peak RSS {result.get('peak_rss_mb') or float('nan'):.0f} MB")
 
 
