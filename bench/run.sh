@@ -3,12 +3,18 @@
 # paper's full pre-training size, workload by workload, each side in its own process.
 #
 # Usage: bench/run.sh [--upstream PATH] [--dir DIR] [--quick] [--workloads "infer train ..."]
-#                     [--threads N]
+#                     [--threads N] [--all] [--bf16] [--pretrain-args "..."] [--finetune-args "..."]
 #   --upstream   upstream M3AE checkout, the folder holding m3ae/ (default $M3AE_UPSTREAM or
 #                /tmp/m3ae-upstream)
 #   --dir        bench folder: `prepare` output + results/ (default /tmp/m3ae-bench)
 #   --quick      1 timed run per workload (matmul 3), retrieval on 2 of the 8 images (PyTorch)
-#   --workloads  subset, in the order given (default: infer train retrieval load matmul)
+#   --workloads  subset, in the order given (default: infer train retrieval load matmul);
+#                also pretrain (bench/pretrain.sh), finetune (bench/finetune.sh --size base)
+#                and pipeline (bench/pipeline.sh), each its own benchmark with its own table,
+#                summarised in this one
+#   --all        every workload: infer train retrieval load matmul pretrain finetune pipeline
+#   --bf16       pretrain and finetune also in bf16 on both sides (their --bf16)
+#   --pretrain-args, --finetune-args  more options for those two (e.g. "--rounds 3 --steps 2")
 #   --threads    intra-op threads of both sides (default 2; exported as OMP/MKL_NUM_THREADS
 #                and passed to the Python side as torch.set_num_threads)
 #   --same-allocator  give the PyTorch side the glibc settings the Rust binary applies to
@@ -26,6 +32,7 @@ quick=0
 workloads="infer train retrieval load matmul"
 threads=2
 same_alloc=0
+e2e_flags=(); pretrain_args=""; finetune_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --upstream) upstream="$2"; shift 2 ;;
@@ -34,7 +41,11 @@ while [ $# -gt 0 ]; do
     --workloads) workloads="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --same-allocator) same_alloc=1; shift ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --all) workloads="infer train retrieval load matmul pretrain finetune pipeline"; shift ;;
+    --bf16) e2e_flags+=(--bf16); shift ;;
+    --pretrain-args) pretrain_args="$2"; shift 2 ;;
+    --finetune-args) finetune_args="$2"; shift 2 ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +67,10 @@ else
   echo "== prepare: $dir already has ${need[*]}; skipped"
 fi
 
-# 2. Each workload on both sides, alternating which side goes first.
+[ "$same_alloc" = 1 ] && e2e_flags+=(--same-allocator)
+
+# 2. Each workload on both sides, alternating which side goes first; the end-to-end ones
+# through their own scripts (which alternate within their rounds), into results/<name>.
 res="$dir/results"
 rm -rf "$res"
 mkdir -p "$res"
@@ -102,8 +116,23 @@ run_side() {  # side workload repeats
   fi
 }
 
+run_e2e() {  # workload: bench/<script> into results/<workload>, output to results/<workload>.log
+  local w="$1" rc=0 args=()
+  echo "== $w (bench/$w.sh; its log: $res/$w.log)"
+  case "$w" in
+    # shellcheck disable=SC2206  # the option strings are split on purpose
+    pretrain) args=(--upstream "$upstream" --threads "$threads" --results "$res/pretrain" "${e2e_flags[@]}" $pretrain_args) ;;
+    # shellcheck disable=SC2206
+    finetune) args=(--size base --upstream "$upstream" --threads "$threads" --results "$res/finetune" "${e2e_flags[@]}" $finetune_args) ;;
+  esac
+  M3AE_BIN="$bin" timeout "$tmo" bash "$root/bench/$w.sh" "${args[@]}" >"$res/$w.log" 2>&1 || rc=$?
+  [ "$rc" = 0 ] || { echo "   FAILED (exit $rc; see $res/$w.log):" >&2; tail -n 5 "$res/$w.log" | sed 's/^/   | /' >&2; }
+  grep -E "^   (PyTorch|Rust)|best of each" "$res/$w.log" | sed 's/^ */   /' || true
+}
+
 i=0
 for w in $workloads; do
+  case "$w" in pretrain|finetune|pipeline) run_e2e "$w"; continue ;; esac
   n="$(repeats_for "$w")"
   if [ "$w" = retrieval ]; then  # score files of this run only
     rm -f "$dir/retrieval_scores_upstream.safetensors" "$dir/retrieval_scores_rust.safetensors"
@@ -120,5 +149,8 @@ done
 echo
 report=(report --dir "$dir" --results "$res" --out "$root/bench/latest.md")
 [ "$quick" = 1 ] && report+=(--quick)
+[ -d "$res/pretrain" ] && report+=(--pretrain-results "$res/pretrain")
+[ -d "$res/finetune" ] && report+=(--finetune-results "$res/finetune")
+[ -s "$res/pipeline.log" ] && report+=(--pipeline-log "$res/pipeline.log")
 "$py" "$script" "${report[@]}"
 echo "(written to bench/latest.md)"

@@ -20,15 +20,15 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import types
 
 import torch
+
+import e2e_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -502,21 +502,7 @@ def retrieval_agreement(dir_):
 
 
 def machine_line():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = "?"
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, commit {commit} (+ working tree)"
+    return f"{e2e_report.cpu_line()}, torch {torch.__version__}, commit {e2e_report.commit()} (+ working tree)"
 
 
 def report(args):
@@ -596,11 +582,8 @@ def report(args):
     out += [f"- {n}" for n in notes]
     if not any(res["rust"].values()):
         out.append("- Rust: no results (no `m3ae bench` binary, or every Rust run failed).")
-    text = "\n".join(out) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text, end="")
+    out += e2e_report.run_sh_tables(args.pretrain_results, args.finetune_results, args.pipeline_log)
+    e2e_report.write_report(args, out)
 
 
 # ---------------------------------------------------------------- main
@@ -629,6 +612,9 @@ def main():
     s.add_argument("--results", required=True)
     s.add_argument("--out")
     s.add_argument("--quick", action="store_true")
+    s.add_argument("--pretrain-results", help="a bench/pretrain.sh results folder: its rows (and bf16 columns)")
+    s.add_argument("--finetune-results", help="a bench/finetune.sh results folder: its rows (and bf16 columns)")
+    s.add_argument("--pipeline-log", help="bench/pipeline.sh's output: its row")
     args = ap.parse_args()
     if args.cmd == "run" and args.workload != "matmul" and not (args.upstream and args.dir):
         ap.error("run: --upstream and --dir are required for this workload")
