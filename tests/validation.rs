@@ -13,7 +13,7 @@ use m3ae::train::task::TaskKind;
 use serde_json::{json, Value};
 use tch::{Device, Kind};
 
-use common::set;
+use common::{set, sets};
 
 /// The metrics compared, as upstream logs them, and `n_masked`, the MLM targets of a pass
 /// (reference.json's `metrics` names its columns).
@@ -28,8 +28,7 @@ const PORT_DRAWS: u64 = 200;
 /// batches (the loader is deterministic per seed).
 fn port_draws(draws: u64) -> Vec<[f64; 4]> {
     let dir = set("val-pretrain");
-    let paths = json!({"data_root": dir.join("data"), "tokenizer": dir.join("tokenizer"), "test_only": true, "num_workers": 0});
-    let overrides: Vec<(String, Value)> = paths.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let overrides = sets(json!({"data_root": dir.join("data"), "tokenizer": dir.join("tokenizer"), "test_only": true, "num_workers": 0}));
     let (config, built) = load_for_eval(&dir.join("model"), None, &overrides, Device::Cpu).unwrap();
     (0..draws)
         .map(|seed| {
