@@ -69,3 +69,19 @@ fn a_misspelt_fallback_switch_is_an_error() {
         assert!(err.contains("nonexistent-run/metrics.jsonl") && !err.contains("M3AE_ONEDNN_FALLBACK"), "{value}: {err}");
     }
 }
+
+/// `M3AE_CPU_GEMM=onednn` asks for a route: where oneDNN's fp32 matmul does not run on this
+/// CPU, `m3ae` refuses before any work, naming the variable, the reason and the way out; where
+/// it runs, the command goes on (here to its own error, the missing run).
+#[test]
+fn asking_for_onednn_where_it_cannot_run_is_an_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m3ae")).args(["plot", "/nonexistent-run"]).env("M3AE_CPU_GEMM", "onednn").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    match linear::onednn_available() {
+        Ok(()) => assert!(err.contains("nonexistent-run/metrics.jsonl") && !err.contains("M3AE_CPU_GEMM"), "{err}"),
+        Err(why) => {
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains("M3AE_CPU_GEMM=onednn") && err.contains(&why) && err.contains("unset it or use blas"), "{err}");
+        }
+    }
+}
